@@ -1,0 +1,3 @@
+from kmesh_node.cli import main
+
+raise SystemExit(main())
