@@ -1,0 +1,87 @@
+"""Start and stop the lab's long-running processes (nginx in server pods, the agent).
+
+A daemon is started once: its PID file records the PID and the kernel's start time of that
+process, so a second start is a no-op while it runs, and a stop never signals a PID that was
+reused by someone else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kmesh_lab import lab
+
+
+def pidfile(state_dir: Path, name: str) -> Path:
+    return Path(state_dir) / "pids" / f"{name}.pid"
+
+
+def running(state_dir: Path, name: str) -> int | None:
+    pids = lab.pid_if_same(pidfile(state_dir, name))
+    return next(iter(pids)) if pids and lab.alive(next(iter(pids))) else None
+
+
+def start(
+    state_dir: Path,
+    name: str,
+    argv: list[str],
+    pod: str | None = None,
+    ready_port: int | None = None,
+    timeout: float = 10.0,
+) -> bool:
+    """Start `argv` (inside `pod` when given) unless it already runs; return whether started.
+
+    With `ready_port`, wait until something listens on that TCP port in the pod's netns."""
+    if running(state_dir, name):
+        return False
+    state_dir = Path(state_dir)
+    log = state_dir / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    pidfile(state_dir, name).parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "kmesh_lab.podexec", pod, "--", *argv] if pod else argv
+    env = {**os.environ, "KMESH_LAB_STATE": str(state_dir)}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env
+        )
+    # Record it at once, so a teardown finds it even if readiness never comes.
+    pidfile(state_dir, name).write_text(f"{proc.pid} {lab.process_start_time(proc.pid)}\n")
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with status {proc.returncode} at start; see {log}")
+        if ready_port is None or _listening(pod, ready_port, state_dir):
+            return True
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{name} did not listen on port {ready_port} within {timeout:.0f} s; see {log}"
+            )
+        time.sleep(0.05)
+
+
+def _listening(pod: str | None, port: int, state_dir: Path) -> bool:
+    cmd = ["ss", "-Hltn", f"sport = :{port}"]
+    if pod:
+        ns = lab.load_state(state_dir)["pods"][pod]["netns"]
+        cmd[1:1] = ["-N", ns]
+    return bool(subprocess.run(cmd, capture_output=True, text=True).stdout.strip())
+
+
+def stop(state_dir: Path, name: str, timeout: float = 5.0) -> bool:
+    """SIGTERM the daemon (SIGKILL after `timeout`); return whether it was running."""
+    pid = running(state_dir, name)
+    pidfile(state_dir, name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while lab.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if lab.alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    return True
