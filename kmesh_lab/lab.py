@@ -8,6 +8,7 @@ prefix, PID files in the state dir), so it also cleans up after a run that died 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -189,7 +190,5 @@ def alive(pid: int) -> bool:
 
 def _signal_all(pids: set[int], sig: signal.Signals) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
