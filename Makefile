@@ -1,0 +1,42 @@
+# The two commands a fresh machine needs (see README.md):
+#   make lab   - set up the host and run the main job on the embedded netns lab
+#   make test  - set up the host and pass the tests
+# Everything runs as root on the host; .venv is made by tools/bootstrap.sh.
+SHELL := /bin/bash
+VENV := .venv/bin
+PLAYBOOK := $(VENV)/ansible-playbook
+# Extra ansible-playbook arguments, e.g. make lab ARGS="-e lab_profile=full"
+ARGS ?=
+# molecule and ansible-lint call ansible-playbook by name.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: bootstrap lab test lint unit integration molecule teardown clean
+
+bootstrap:
+	@tools/bootstrap.sh
+
+lab: bootstrap
+	$(PLAYBOOK) site.yml $(ARGS)
+
+test: bootstrap lint unit integration molecule
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/ansible-lint --profile production
+	$(PLAYBOOK) --syntax-check site.yml playbooks/teardown.yml
+
+unit:
+	$(VENV)/pytest -q tests/unit
+
+integration:
+	$(VENV)/pytest -q -m root tests/integration tests/bench
+
+molecule:
+	$(VENV)/molecule test --scenario-name default
+
+teardown:
+	$(PLAYBOOK) playbooks/teardown.yml
+
+clean: teardown
+	rm -rf .venv results
