@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     preflight = sub.add_parser("preflight", help="check the kernel and host; name each fix")
     preflight.add_argument("--json", action="store_true")
+    preflight.add_argument("--bpffs", default=DEFAULT_BPFFS, help="pin directory to check")
 
     uninstall = sub.add_parser("uninstall", help="detach every program and unpin everything")
     uninstall.add_argument("--bpffs", default=DEFAULT_BPFFS)
