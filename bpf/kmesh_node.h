@@ -1,0 +1,98 @@
+/* Map key/value structs shared by every kmesh_node program.
+ *
+ * Mirrored field by field in kmesh_node/structs.py (ctypes). Any change of layout MUST
+ * bump KMN_LAYOUT_VERSION: a new agent then refuses to adopt older pinned maps and asks
+ * for `kmesh-node uninstall` instead of misreading them.
+ *
+ * Addresses and ports are stored exactly as the sock_addr context holds them (network
+ * byte order), so the hot path copies them without conversion.
+ */
+#ifndef KMESH_NODE_H
+#define KMESH_NODE_H
+
+#define KMN_MAGIC 0x4b4d4e31 /* "KMN1" */
+#define KMN_LAYOUT_VERSION 1
+
+/* Endpoints kept inline in the frontend value: a service with at most this many
+ * endpoints is served by ONE hash lookup. 5 (v4) fills the 128-byte allocation class of a
+ * NO_PREALLOC hash element that 3 would already use, so the extra slots are free. */
+#define KMN_INLINE4 5
+#define KMN_INLINE6 3
+
+#define KMN_POLICY_RANDOM 0
+#define KMN_POLICY_ROUND_ROBIN 1
+
+/* Per-CPU counters (index into the counters array). */
+#define KMN_CTR_NO_ENDPOINT 0
+#define KMN_CTR_MAX 4
+
+struct kmn_fe4_key {
+	__u32 addr;  /* ClusterIP, network order */
+	__u16 port;  /* network order */
+	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 pad;
+};
+
+struct kmn_fe6_key {
+	__u32 addr[4];
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct kmn_ep4 {
+	__u32 addr;
+	__u16 port;
+	__u16 pad;
+};
+
+struct kmn_ep6 {
+	__u32 addr[4];
+	__u16 port;
+	__u16 pad;
+};
+
+/* Common head of a frontend value. */
+struct kmn_fe_hdr {
+	__u32 svc_id;  /* which Service owns the frontend (status counts services by it) */
+	__u32 epset;   /* key prefix of the overflow endpoints (index >= inline count) */
+	__u32 rr;      /* round-robin cursor, advanced atomically by the programs */
+	__u16 count;   /* ready endpoints; 0 = leave the connection untouched, count it */
+	__u8 policy;   /* KMN_POLICY_* */
+	__u8 flags;
+};
+
+struct kmn_fe4_val {
+	struct kmn_fe_hdr hdr;
+	struct kmn_ep4 ep[KMN_INLINE4];
+};
+
+struct kmn_fe6_val {
+	struct kmn_fe_hdr hdr;
+	struct kmn_ep6 ep[KMN_INLINE6];
+};
+
+/* Overflow endpoint i (i >= KMN_INLINE*) of endpoint set `epset`. */
+struct kmn_epx_key {
+	__u32 epset;
+	__u32 idx;
+};
+
+/* Per-socket original destination of a rewritten UDP flow (sk_storage), so that
+ * recvmsg4 shows the service address to the application. */
+struct kmn_orig4 {
+	__u32 vip_addr;
+	__u32 vip_port;
+	__u32 ep_addr;
+	__u32 ep_port;
+};
+
+/* Stamp of the pinned layout (one-element array). */
+struct kmn_version {
+	__u32 magic;
+	__u32 layout;
+	__u32 inline4;
+	__u32 inline6;
+};
+
+#endif

@@ -1,0 +1,186 @@
+/* cgroup sock_addr hooks: in-kernel service load balancing at connect()/sendmsg() time.
+ *
+ * connect4/connect6 (TCP and connected UDP) and sendmsg4 (unconnected UDP) rewrite a
+ * Service ClusterIP:port to one ready endpoint; recvmsg4 rewrites the source of UDP
+ * replies back to the service address. Compiled by bcc; every map is created and pinned
+ * by kmesh_node/datapath.py and referenced here by fd (-DKMN_FD_*), so a new agent run can
+ * load fresh programs against the maps the previous run pinned.
+ *
+ * Map shape (memory follows the load): each KMN_FD_*_OUTER is a one-slot ARRAY_OF_MAPS
+ * whose inner map is a BPF_F_NO_PREALLOC hash. To resize, the agent builds a new inner
+ * map at the new size, fills it, and swaps the slot: a program sees either the old or the
+ * new map, both complete.
+ */
+#include <uapi/linux/bpf.h>
+#include <linux/in.h>
+#include "kmesh_node.h"
+
+#ifndef KMN_STRESS_LOOPS
+#define KMN_STRESS_LOOPS 0
+#endif
+
+#define KMN_MAP(fd) ((void *)bpf_pseudo_fd(1, fd))
+
+#if KMN_STRESS_LOOPS > 0
+/* Experiment knob (CPU suites): a bounded busy loop of KMN_STRESS_LOOPS iterations. */
+static __always_inline void kmn_stress(void)
+{
+	volatile __u32 sink = 0;
+	for (__u32 i = 0; i < KMN_STRESS_LOOPS; i++)
+		sink += i;
+}
+#else
+static __always_inline void kmn_stress(void) {}
+#endif
+
+static __always_inline void kmn_count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(KMN_MAP(KMN_FD_COUNTERS), &idx);
+	if (c)
+		*c += 1;
+}
+
+static __always_inline __u32 kmn_pick(struct kmn_fe_hdr *h, __u32 count)
+{
+	if (h->policy == KMN_POLICY_ROUND_ROBIN) {
+		/* bcc's LLVM target cannot use the value of an atomic fetch-add (BPF_FETCH
+		 * needs -mcpu=v3), so read the cursor, then advance it atomically: concurrent
+		 * connects on several CPUs may share a slot, the sequence never stalls. */
+		__u32 cur = h->rr;
+		__sync_fetch_and_add(&h->rr, 1);
+		return cur % count;
+	}
+	return bpf_get_prandom_u32() % count;
+}
+
+/* Overflow endpoint `idx` of `epset` from the current inner map of `outer_fd`. */
+static __always_inline void *kmn_overflow(void *outer, __u32 epset, __u32 idx)
+{
+	__u32 zero = 0;
+	struct kmn_epx_key ek = {.epset = epset, .idx = idx};
+	void *inner = bpf_map_lookup_elem(outer, &zero);
+	if (!inner)
+		return 0;
+	return bpf_map_lookup_elem(inner, &ek);
+}
+
+/* Pick an endpoint for ctx's IPv4 destination; 0 when the destination is no frontend
+ * or the frontend has no ready endpoint (counted). */
+static __always_inline int kmn_lb4(struct bpf_sock_addr *ctx, struct kmn_ep4 *out)
+{
+	__u32 zero = 0;
+	struct kmn_fe4_key key = {
+		.addr = ctx->user_ip4,
+		.port = (__u16)ctx->user_port,
+		.proto = (__u8)ctx->protocol,
+	};
+	void *inner = bpf_map_lookup_elem(KMN_MAP(KMN_FD_FE4), &zero);
+	if (!inner)
+		return 0;
+	struct kmn_fe4_val *v = bpf_map_lookup_elem(inner, &key);
+	if (!v)
+		return 0;
+	__u32 count = v->hdr.count;
+	if (count == 0) {
+		kmn_count(KMN_CTR_NO_ENDPOINT);
+		return 0;
+	}
+	__u32 i = kmn_pick(&v->hdr, count);
+	if (i < KMN_INLINE4) {
+		*out = v->ep[i];
+		return 1;
+	}
+	struct kmn_ep4 *e = kmn_overflow(KMN_MAP(KMN_FD_EP4), v->hdr.epset, i);
+	if (!e)
+		return 0;
+	*out = *e;
+	return 1;
+}
+
+static __always_inline void kmn_remember4(struct bpf_sock_addr *ctx, __u32 vip, __u32 vport,
+					  struct kmn_ep4 *ep)
+{
+	struct kmn_orig4 *o = bpf_sk_storage_get(KMN_MAP(KMN_FD_ORIG4), ctx->sk, 0,
+						 BPF_SK_STORAGE_GET_F_CREATE);
+	if (!o)
+		return;
+	o->vip_addr = vip;
+	o->vip_port = vport;
+	o->ep_addr = ep->addr;
+	o->ep_port = ep->port;
+}
+
+static __always_inline void kmn_rewrite4(struct bpf_sock_addr *ctx)
+{
+	struct kmn_ep4 ep;
+	__u32 vip = ctx->user_ip4;
+	__u32 vport = ctx->user_port;
+
+	if (!kmn_lb4(ctx, &ep))
+		return;
+	ctx->user_ip4 = ep.addr;
+	ctx->user_port = ep.port;
+	if (ctx->protocol == IPPROTO_UDP)
+		kmn_remember4(ctx, vip, vport, &ep);
+}
+
+int kmn_connect4(struct bpf_sock_addr *ctx)
+{
+	kmn_stress();
+	kmn_rewrite4(ctx);
+	return 1;
+}
+
+int kmn_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	kmn_rewrite4(ctx);
+	return 1;
+}
+
+int kmn_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	struct kmn_orig4 *o = bpf_sk_storage_get(KMN_MAP(KMN_FD_ORIG4), ctx->sk, 0, 0);
+	if (o && o->ep_addr == ctx->user_ip4 && o->ep_port == ctx->user_port) {
+		ctx->user_ip4 = o->vip_addr;
+		ctx->user_port = o->vip_port;
+	}
+	return 1;
+}
+
+int kmn_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 zero = 0;
+	struct kmn_fe6_key key = {};
+	key.addr[0] = ctx->user_ip6[0];
+	key.addr[1] = ctx->user_ip6[1];
+	key.addr[2] = ctx->user_ip6[2];
+	key.addr[3] = ctx->user_ip6[3];
+	key.port = (__u16)ctx->user_port;
+	key.proto = (__u8)ctx->protocol;
+
+	void *inner = bpf_map_lookup_elem(KMN_MAP(KMN_FD_FE6), &zero);
+	if (!inner)
+		return 1;
+	struct kmn_fe6_val *v = bpf_map_lookup_elem(inner, &key);
+	if (!v)
+		return 1;
+	__u32 count = v->hdr.count;
+	if (count == 0) {
+		kmn_count(KMN_CTR_NO_ENDPOINT);
+		return 1;
+	}
+	__u32 i = kmn_pick(&v->hdr, count);
+	struct kmn_ep6 *e;
+	if (i < KMN_INLINE6)
+		e = &v->ep[i];
+	else
+		e = kmn_overflow(KMN_MAP(KMN_FD_EP6), v->hdr.epset, i);
+	if (!e)
+		return 1;
+	ctx->user_ip6[0] = e->addr[0];
+	ctx->user_ip6[1] = e->addr[1];
+	ctx->user_ip6[2] = e->addr[2];
+	ctx->user_ip6[3] = e->addr[3];
+	ctx->user_port = e->port;
+	return 1;
+}

@@ -1,0 +1,804 @@
+"""The kernel half of kmesh_node: load, pin, attach, fill and resize the eBPF datapath.
+
+Python API (used by the agent and by the benchmark)::
+
+    dp = Datapath.open("/sys/fs/bpf/kmesh_node", "/sys/fs/cgroup/unified/app", stress_loops=0)
+    dp.apply({"ns/a": svc_a, "ns/b": svc_b})   # full sync, batched: the fast way to load N
+    dp.upsert(svc_c)                            # incremental
+    dp.delete("ns/a")
+    dp.prune(keep={"ns/b", "ns/c"})             # drop adopted leftovers / unknown services
+    dp.counters()  -> {"no_endpoint": 3}
+    dp.state()     -> {"services": .., "endpoints": .., "frontends": .., "resizes": ..,
+                       "no_endpoint": .., "capacity": ..}
+    dp.close()                                  # programs stay attached, maps stay pinned
+
+    inspect(bpffs) -> dict                      # read-only view for `status`
+    uninstall(bpffs)                            # detach and unpin everything
+
+Layout under the pin directory (every object is pinned, inner maps included, so that
+`kmesh-node top` can account for all of them):
+
+    version                   ARRAY[1] kmn_version: refuses incompatible pinned state
+    counters                  PERCPU_ARRAY of u64 (no_endpoint, ...)
+    orig4                     SK_STORAGE kmn_orig4 (UDP reply source rewrite)
+    {fe4,fe6,ep4,ep6}_outer   one-slot ARRAY_OF_MAPS
+    {fe4,fe6,ep4,ep6}_inner   the NO_PREALLOC hash currently in the slot
+    prog_<hook>, link_<hook>  programs and their cgroup bpf_links
+
+Elastic maps: an inner hash is sized to the next power of two above its element count
+(buckets cost 16 B each, elements are allocated on insert). When it must grow, or falls
+below a quarter full, a new inner map is created at the new size, filled with a batch copy
+of the old one, and swapped into the slot with one update: lookups see either complete map.
+Writes are staged and flushed in an order that keeps every lookup valid: overflow
+endpoints first, then the frontend values that reference them, then stale entries.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import ipaddress
+import logging
+import os
+import stat
+import subprocess
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kmesh_node import libbpf as lb
+from kmesh_node import structs as st
+from kmesh_node.model import Endpoint, Frontend, LbService
+
+log = logging.getLogger(__name__)
+
+BPF_FS_MAGIC = 0xCAFE4A11
+CGROUP2_SUPER_MAGIC = 0x63677270
+MIN_CAPACITY = 64
+MAX_ENDPOINTS_PER_FRONTEND = 0xFFFF  # kmn_fe_hdr.count is a u16
+
+SOURCE = st.BPF_DIR / "sock_addr.c"
+
+# hook name -> (function in sock_addr.c, attach type)
+HOOKS: dict[str, tuple[str, int]] = {
+    "connect4": ("kmn_connect4", lb.ATTACH_INET4_CONNECT),
+    "connect6": ("kmn_connect6", lb.ATTACH_INET6_CONNECT),
+    "sendmsg4": ("kmn_sendmsg4", lb.ATTACH_UDP4_SENDMSG),
+    "recvmsg4": ("kmn_recvmsg4", lb.ATTACH_UDP4_RECVMSG),
+}
+
+ELASTIC: dict[str, tuple[type[ct.Structure], type[ct.Structure]]] = {
+    "fe4": (st.Fe4Key, st.Fe4Val),
+    "fe6": (st.Fe6Key, st.Fe6Val),
+    "ep4": (st.EpxKey, st.Ep4),
+    "ep6": (st.EpxKey, st.Ep6),
+}
+
+UNINSTALL_HINT = "run `kmesh-node uninstall --bpffs {bpffs}` to remove it, then start again"
+
+
+def _pow2_at_least(n: int) -> int:
+    return max(MIN_CAPACITY, 1 << max(0, (n - 1).bit_length()))
+
+
+def _statfs_type(path: str) -> int:
+    # os.statvfs has no f_type; ask stat(1) rather than re-declaring struct statfs.
+    out = subprocess.run(
+        ["stat", "-f", "-c", "%t", path], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.strip(), 16)
+
+
+def _replace_pin(fd: int, path: Path) -> None:
+    """Pin `fd` at `path`, replacing an older pin without a moment where none exists."""
+    tmp = path.with_name(path.name + ".new")
+    if tmp.exists():
+        tmp.unlink()
+    lb.obj_pin(fd, str(tmp))
+    os.replace(tmp, path)
+
+
+class ElasticMap:
+    """A one-slot ARRAY_OF_MAPS whose NO_PREALLOC hash inner map follows its element count."""
+
+    def __init__(
+        self,
+        name: str,
+        pin_dir: Path,
+        key_type: type[ct.Structure],
+        val_type: type[ct.Structure],
+    ) -> None:
+        self.name = name
+        self.key_type = key_type
+        self.val_type = val_type
+        self.outer_path = pin_dir / f"{name}_outer"
+        self.inner_path = pin_dir / f"{name}_inner"
+        self.count = 0
+        self.capacity = 0
+        self.resizes = 0
+        self.outer_fd = -1
+        self.inner_fd = -1
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def open(self) -> None:
+        """Adopt the pinned outer map (and whatever inner map it holds), or create both."""
+        if self.outer_path.exists():
+            self.outer_fd = lb.obj_get(str(self.outer_path))
+            slot = ct.c_uint32(0)
+            inner_id = ct.c_uint32(0)
+            if lb.lookup_elem(self.outer_fd, slot, inner_id):
+                self.inner_fd = lb.map_fd_by_id(inner_id.value)
+                self.capacity = lb.map_info(self.inner_fd).max_entries
+                self.count = len(lb.iter_keys(self.inner_fd, self.key_type))
+                # Re-pin: a crash between swap and re-pin would leave a stale pin.
+                _replace_pin(self.inner_fd, self.inner_path)
+                return
+        else:
+            template = self._new_inner(1)
+            try:
+                self.outer_fd = lb.map_create(
+                    lb.MAP_ARRAY_OF_MAPS, f"kmn_{self.name}_o", 4, 4, 1, inner_map_fd=template
+                )
+            finally:
+                os.close(template)
+            _replace_pin(self.outer_fd, self.outer_path)
+        self._swap_in(self._new_inner(MIN_CAPACITY), MIN_CAPACITY)
+        self.count = 0
+
+    def close(self) -> None:
+        for fd in (self.inner_fd, self.outer_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.inner_fd = self.outer_fd = -1
+
+    def _new_inner(self, capacity: int) -> int:
+        return lb.map_create(
+            lb.MAP_HASH,
+            f"kmn_{self.name}",
+            ct.sizeof(self.key_type),
+            ct.sizeof(self.val_type),
+            capacity,
+            flags=lb.F_NO_PREALLOC,
+        )
+
+    def _swap_in(self, new_fd: int, capacity: int) -> None:
+        lb.update_elem(self.outer_fd, ct.c_uint32(0), ct.c_uint32(new_fd))
+        _replace_pin(new_fd, self.inner_path)
+        if self.inner_fd >= 0:
+            os.close(self.inner_fd)
+        self.inner_fd = new_fd
+        self.capacity = capacity
+
+    # -- sizing --------------------------------------------------------------------------
+    def reserve(self, needed: int) -> None:
+        """Make room for `needed` elements in total (grow by resize when necessary)."""
+        if needed > self.capacity:
+            self.resize(_pow2_at_least(needed + needed // 4))
+
+    def maybe_shrink(self) -> None:
+        if self.capacity > MIN_CAPACITY and self.count < self.capacity // 4:
+            self.resize(_pow2_at_least(self.count * 2))
+
+    def resize(self, capacity: int) -> None:
+        """Copy every element into a new inner map of `capacity`, then swap it in."""
+        keys, vals = lb.lookup_all(self.inner_fd, self.key_type, self.val_type)
+        new_fd = self._new_inner(capacity)
+        try:
+            lb.update_batch(new_fd, keys, vals)
+        except OSError:
+            os.close(new_fd)
+            raise
+        log.info(
+            "resized %s: %d -> %d slots (%d entries)", self.name, self.capacity, capacity, len(keys)
+        )
+        self._swap_in(new_fd, capacity)
+        self.count = len(keys)
+        self.resizes += 1
+
+    # -- content -------------------------------------------------------------------------
+    def write(self, keys: list[ct.Structure], vals: list[ct.Structure], new: int) -> None:
+        """Write elements in one batch; `new` of them are keys not present before."""
+        if not keys:
+            return
+        self.reserve(self.count + new)
+        karr = (self.key_type * len(keys))(*keys)
+        varr = (self.val_type * len(vals))(*vals)
+        lb.update_batch(self.inner_fd, karr, varr)
+        self.count += new
+
+    def remove(self, keys: list[ct.Structure]) -> None:
+        if not keys:
+            return
+        try:
+            lb.delete_batch(self.inner_fd, (self.key_type * len(keys))(*keys))
+            self.count -= len(keys)
+        except OSError:
+            # A key was already gone (the batch stops there): finish one by one.
+            for key in keys:
+                lb.delete_elem(self.inner_fd, key)
+            self.count = len(lb.iter_keys(self.inner_fd, self.key_type))
+
+    def items(self) -> tuple[ct.Array, ct.Array]:
+        return lb.lookup_all(self.inner_fd, self.key_type, self.val_type)
+
+
+@dataclass
+class _FeState:
+    owner: str | None  # service key; None = adopted from a previous run, not yet claimed
+    svc_id: int
+    epset: int
+    count: int
+
+
+@dataclass
+class _Staged:
+    """Writes and deletes of one reconcile step, applied in a lookup-safe order."""
+
+    ep_keys: dict[str, list[ct.Structure]]
+    ep_vals: dict[str, list[ct.Structure]]
+    fe_keys: dict[str, list[ct.Structure]]
+    fe_vals: dict[str, list[ct.Structure]]
+    fe_new: dict[str, int]
+    fe_del: dict[str, list[ct.Structure]]
+    ep_del: dict[str, list[ct.Structure]]
+
+    @classmethod
+    def empty(cls) -> _Staged:
+        def per() -> dict[str, Any]:
+            return {"4": [], "6": []}
+
+        return cls(per(), per(), per(), per(), {"4": 0, "6": 0}, per(), per())
+
+
+def _family(fe: Frontend) -> str:
+    return "6" if st.is_v6(fe) else "4"
+
+
+class Datapath:
+    """Pinned maps + loaded programs + cgroup links, and the Python view of their content."""
+
+    def __init__(self, bpffs: str) -> None:
+        self.bpffs = Path(bpffs)
+        self.maps = {name: ElasticMap(name, self.bpffs, k, v) for name, (k, v) in ELASTIC.items()}
+        self._fds: dict[str, int] = {}
+        self._services: dict[str, LbService] = {}
+        self._svc_ids: dict[str, int] = {}
+        self._fe: dict[Frontend, _FeState] = {}
+        self._next_id = 1
+        self._lock = threading.RLock()
+        self._bpf: Any = None
+        self.adopted = False
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, bpffs: str, cgroup: str | None, stress_loops: int = 0) -> Datapath:
+        """Adopt the pinned state under `bpffs` (or create it), load fresh programs and
+        attach them to the cgroup2 directory `cgroup` without a gap (bpf_link update).
+
+        `cgroup=None` loads and pins but leaves attachments as they are (benchmarks of
+        map memory need no hook).
+        """
+        if stress_loops < 0 or stress_loops > 1_000_000:
+            raise RuntimeError(
+                f"--stress-loops {stress_loops} is out of range; use 0..1000000 "
+                "(the seeds used 10000 and 65535)"
+            )
+        cgroup_fd = _open_cgroup(cgroup) if cgroup else -1
+        dp = cls(bpffs)
+        try:
+            dp._open_maps()
+            dp._load_programs(stress_loops)
+            if cgroup_fd >= 0:
+                dp._attach(cgroup_fd)
+        except BaseException:
+            dp.close()
+            raise
+        finally:
+            if cgroup_fd >= 0:
+                os.close(cgroup_fd)
+        return dp
+
+    def _open_maps(self) -> None:
+        _ensure_pin_dir(self.bpffs)
+        version_path = self.bpffs / "version"
+        if version_path.exists():
+            fd = lb.obj_get(str(version_path))
+            self._fds["version"] = fd
+            found = st.Version()
+            lb.lookup_elem(fd, ct.c_uint32(0), found)
+            want = st.expected_version()
+            if bytes(found) != bytes(want):
+                raise RuntimeError(
+                    f"pinned state under {self.bpffs} has layout {found.layout} "
+                    f"(magic {found.magic:#x}, inline {found.inline4}/{found.inline6}); this "
+                    f"agent needs layout {want.layout}; " + UNINSTALL_HINT.format(bpffs=self.bpffs)
+                )
+            self.adopted = True
+        else:
+            leftovers = sorted(p.name for p in self.bpffs.iterdir())
+            if leftovers:
+                raise RuntimeError(
+                    f"{self.bpffs} holds pinned objects without a kmesh_node version stamp "
+                    f"({', '.join(leftovers[:5])}); " + UNINSTALL_HINT.format(bpffs=self.bpffs)
+                )
+            fd = lb.map_create(lb.MAP_ARRAY, "kmn_version", 4, ct.sizeof(st.Version), 1)
+            lb.update_elem(fd, ct.c_uint32(0), st.expected_version())
+            self._fds["version"] = fd
+            # Stamp first: a crash below leaves a stamped, adoptable, partial state.
+            _replace_pin(fd, version_path)
+        self._fds["counters"] = self._open_or_create(
+            "counters", lambda: lb.map_create(lb.MAP_PERCPU_ARRAY, "kmn_counters", 4, 8, st.CTR_MAX)
+        )
+        self._fds["orig4"] = self._open_or_create("orig4", _create_orig4)
+        for emap in self.maps.values():
+            emap.open()
+        if self.adopted:
+            self._adopt_frontends()
+
+    def _open_or_create(self, name: str, create: Any) -> int:
+        path = self.bpffs / name
+        if path.exists():
+            return lb.obj_get(str(path))
+        fd = int(create())
+        _replace_pin(fd, path)
+        return fd
+
+    def _adopt_frontends(self) -> None:
+        top = 0
+        for fam, decode in (("4", st.decode_fe4), ("6", st.decode_fe6)):
+            keys, vals = self.maps["fe" + fam].items()
+            for key, val in zip(keys, vals, strict=True):
+                h = val.hdr
+                self._fe[decode(key)] = _FeState(None, h.svc_id, h.epset, h.count)
+                top = max(top, h.svc_id, h.epset)
+        self._next_id = top + 1
+        log.info("adopted %d pinned frontends from %s", len(self._fe), self.bpffs)
+
+    def _load_programs(self, stress_loops: int) -> None:
+        from bcc import BPF  # imported here: `status`/`uninstall` must work without bcc
+
+        if not SOURCE.exists():
+            raise RuntimeError(
+                f"eBPF source {SOURCE} is missing; reinstall kmesh-lab from a checkout "
+                "(pip install -e .) so that bpf/ sits next to kmesh_node/"
+            )
+        cflags = [
+            f"-I{st.BPF_DIR}",
+            f"-DKMN_STRESS_LOOPS={stress_loops}",
+            f"-DKMN_FD_COUNTERS={self._fds['counters']}",
+            f"-DKMN_FD_ORIG4={self._fds['orig4']}",
+        ] + [f"-DKMN_FD_{name.upper()}={m.outer_fd}" for name, m in self.maps.items()]
+        try:
+            self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+        except Exception as exc:
+            raise RuntimeError(
+                f"compiling {SOURCE} failed: {exc}; check `kmesh-node preflight` "
+                "(kernel headers at /lib/modules/$(uname -r)/build)"
+            ) from exc
+        for hook, (func, attach_type) in HOOKS.items():
+            fn = self._bpf.load_func(func.encode(), BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
+            self._fds[f"prog_{hook}"] = fn.fd
+
+    def _attach(self, cgroup_fd: int) -> None:
+        cgroup_id = os.fstat(cgroup_fd).st_ino  # a cgroup2 directory's inode is its id
+        for hook, (_func, attach_type) in HOOKS.items():
+            prog_fd = self._fds[f"prog_{hook}"]
+            link_path = self.bpffs / f"link_{hook}"
+            old_link = lb.obj_get(str(link_path)) if link_path.exists() else -1
+            try:
+                if old_link >= 0 and lb.link_info(old_link).cgroup_id == cgroup_id:
+                    lb.link_update(old_link, prog_fd)  # atomic: no moment without a program
+                else:
+                    link = lb.link_create(prog_fd, cgroup_fd, attach_type)
+                    try:
+                        _replace_pin(link, link_path)
+                    finally:
+                        os.close(link)
+                    if old_link >= 0:  # moved to another cgroup: new one first, then old
+                        _detach_quietly(old_link)
+            finally:
+                if old_link >= 0:
+                    os.close(old_link)
+            _replace_pin(prog_fd, self.bpffs / f"prog_{hook}")
+
+    def close(self) -> None:
+        """Release this process's handles; pinned maps and attached programs stay."""
+        with self._lock:
+            for emap in self.maps.values():
+                emap.close()
+            for name, fd in self._fds.items():
+                if not name.startswith("prog_"):  # bcc owns the program fds
+                    os.close(fd)
+            self._fds.clear()
+            if self._bpf is not None:
+                self._bpf.cleanup()
+                self._bpf = None
+
+    def __enter__(self) -> Datapath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- content -------------------------------------------------------------------------
+    def upsert(self, svc: LbService) -> None:
+        """Create or replace one service (only changed frontends are rewritten)."""
+        with self._lock:
+            staged = _Staged.empty()
+            self._stage_service(svc, staged)
+            self._flush(staged)
+
+    def delete(self, key: str) -> None:
+        """Remove a service; its frontends stop being rewritten. Unknown keys: no-op."""
+        with self._lock:
+            old = self._services.pop(key, None)
+            self._svc_ids.pop(key, None)
+            if old is None:
+                return
+            staged = _Staged.empty()
+            for fe in old.frontends:
+                state = self._fe.get(fe)
+                if state is not None and state.owner == key:
+                    self._stage_drop(fe, state, staged)
+            self._flush(staged)
+
+    def apply(self, services: Mapping[str, LbService]) -> None:
+        """Make the kernel hold exactly `services` (batched; the fast path for bulk loads)."""
+        with self._lock:
+            staged = _Staged.empty()
+            for key in list(self._services):
+                if key not in services:
+                    old = self._services.pop(key)
+                    self._svc_ids.pop(key, None)
+                    for fe in old.frontends:
+                        state = self._fe.get(fe)
+                        if state is not None and state.owner == key:
+                            self._stage_drop(fe, state, staged)
+            for svc in services.values():
+                self._stage_service(svc, staged)
+            self._stage_unowned(staged)
+            self._flush(staged)
+
+    def prune(self, keep: Iterable[str]) -> None:
+        """Delete services not in `keep` and adopted frontends no service claimed."""
+        keep = set(keep)
+        with self._lock:
+            for key in [k for k in self._services if k not in keep]:
+                self.delete(key)
+            staged = _Staged.empty()
+            self._stage_unowned(staged)
+            self._flush(staged)
+
+    def _stage_unowned(self, staged: _Staged) -> None:
+        for fe, state in list(self._fe.items()):
+            if state.owner is None:
+                self._stage_drop(fe, state, staged)
+
+    def _alloc_id(self) -> int:
+        self._next_id = (self._next_id % 0xFFFFFFFF) + 1
+        return self._next_id
+
+    def _validate(self, svc: LbService) -> None:
+        """Refuse a service the maps cannot hold, before anything is staged."""
+        for fe, eps in svc.frontends.items():
+            if len(eps) > MAX_ENDPOINTS_PER_FRONTEND:
+                raise ValueError(
+                    f"{svc.key} {fe.address}:{fe.port} has {len(eps)} endpoints; the datapath "
+                    f"holds at most {MAX_ENDPOINTS_PER_FRONTEND} per frontend: split the service"
+                )
+            if not 0 < fe.port < 65536 or any(not 0 < ep.port < 65536 for ep in eps):
+                raise ValueError(f"{svc.key} {fe.address}:{fe.port}: ports must be 1..65535")
+            version = ipaddress.ip_address(fe.address).version
+            for ep in eps:
+                if ipaddress.ip_address(ep.address).version != version:
+                    raise ValueError(
+                        f"{svc.key} {fe.address}:{fe.port}: endpoint {ep.address} is not "
+                        f"IPv{version}; a frontend's endpoints must share its address family"
+                    )
+
+    def _stage_service(self, svc: LbService, staged: _Staged) -> None:
+        self._validate(svc)
+        old = self._services.get(svc.key)
+        svc_id = self._svc_ids.get(svc.key) or self._alloc_id()
+        self._svc_ids[svc.key] = svc_id
+        for fe, eps in svc.frontends.items():
+            state = self._fe.get(fe)
+            unchanged = (
+                old is not None
+                and state is not None
+                and state.owner == svc.key
+                and old.policy == svc.policy
+                and old.frontends.get(fe) == eps
+            )
+            if unchanged:
+                continue
+            if state is not None and state.owner not in (None, svc.key):
+                log.warning("frontend %s moves from %s to %s", fe, state.owner, svc.key)
+            self._stage_write(svc, svc_id, fe, eps, state, staged)
+        if old is not None:
+            for fe in old.frontends:
+                state = self._fe.get(fe)
+                if fe not in svc.frontends and state is not None and state.owner == svc.key:
+                    self._stage_drop(fe, state, staged)
+        self._services[svc.key] = svc
+
+    def _stage_write(
+        self,
+        svc: LbService,
+        svc_id: int,
+        fe: Frontend,
+        eps: tuple[Endpoint, ...],
+        state: _FeState | None,
+        staged: _Staged,
+    ) -> None:
+        fam = _family(fe)
+        if fam == "4":
+            key: ct.Structure = st.fe4_key(fe)
+            val: ct.Structure = st.Fe4Val()
+            encode, inline = st.ep4, st.INLINE4
+        else:
+            key, val, encode, inline = st.fe6_key(fe), st.Fe6Val(), st.ep6, st.INLINE6
+        encoded = [encode(ep) for ep in eps]
+        epset = self._alloc_id() if len(eps) > inline else 0
+        for i, ep in enumerate(encoded[:inline]):
+            val.ep[i] = ep
+        for i in range(inline, len(encoded)):
+            staged.ep_keys[fam].append(st.EpxKey(epset=epset, idx=i))
+            staged.ep_vals[fam].append(encoded[i])
+        val.hdr.svc_id = svc_id
+        val.hdr.epset = epset
+        val.hdr.count = len(eps)
+        val.hdr.policy = st.POLICY[svc.policy]
+        staged.fe_keys[fam].append(key)
+        staged.fe_vals[fam].append(val)
+        if state is None:
+            staged.fe_new[fam] += 1
+        else:
+            self._stage_overflow_drop(fam, state, staged)
+        self._fe[fe] = _FeState(svc.key, svc_id, epset, len(eps))
+
+    def _stage_overflow_drop(self, fam: str, state: _FeState, staged: _Staged) -> None:
+        inline = st.INLINE4 if fam == "4" else st.INLINE6
+        if state.epset:
+            staged.ep_del[fam].extend(
+                st.EpxKey(epset=state.epset, idx=i) for i in range(inline, state.count)
+            )
+
+    def _stage_drop(self, fe: Frontend, state: _FeState, staged: _Staged) -> None:
+        fam = _family(fe)
+        staged.fe_del[fam].append(st.fe4_key(fe) if fam == "4" else st.fe6_key(fe))
+        self._stage_overflow_drop(fam, state, staged)
+        del self._fe[fe]
+
+    def _flush(self, staged: _Staged) -> None:
+        # Order keeps every lookup valid: a frontend value is written only after the
+        # overflow endpoints it names exist, and old entries go only once unreferenced.
+        for fam in ("4", "6"):
+            ep = self.maps["ep" + fam]
+            ep.write(staged.ep_keys[fam], staged.ep_vals[fam], new=len(staged.ep_keys[fam]))
+        for fam in ("4", "6"):
+            fe = self.maps["fe" + fam]
+            fe.write(staged.fe_keys[fam], staged.fe_vals[fam], new=staged.fe_new[fam])
+        for fam in ("4", "6"):
+            self.maps["fe" + fam].remove(staged.fe_del[fam])
+            self.maps["ep" + fam].remove(staged.ep_del[fam])
+        for emap in self.maps.values():
+            emap.maybe_shrink()
+
+    # -- reading -------------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        return _read_counters(self._fds["counters"])
+
+    def state(self) -> dict[str, int]:
+        """Sizes for metrics: services, endpoints, frontends, resizes, no_endpoint, ..."""
+        with self._lock:
+            out = {
+                "services": len(self._services),
+                "endpoints": sum(s.count for s in self._fe.values()),
+                "frontends": len(self._fe),
+                "adopted_frontends": sum(1 for s in self._fe.values() if s.owner is None),
+                "resizes": sum(m.resizes for m in self.maps.values()),
+                "capacity": sum(m.capacity for m in self.maps.values()),
+            }
+            for name, emap in self.maps.items():
+                out[f"capacity_{name}"] = emap.capacity
+                out[f"entries_{name}"] = emap.count
+            out.update(self.counters())
+            return out
+
+
+def _create_orig4() -> int:
+    fields = [(name, i * 32) for i, (name, _t) in enumerate(st.Orig4._fields_)]
+    btf_fd, int_id, struct_id = lb.btf_struct_fd("kmn_orig4", fields, ct.sizeof(st.Orig4))
+    try:
+        return lb.map_create(
+            lb.MAP_SK_STORAGE,
+            "kmn_orig4",
+            4,
+            ct.sizeof(st.Orig4),
+            0,
+            flags=lb.F_NO_PREALLOC,
+            btf_fd=btf_fd,
+            btf_key_type_id=int_id,
+            btf_value_type_id=struct_id,
+        )
+    finally:
+        os.close(btf_fd)
+
+
+def _possible_cpus() -> int:
+    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    total = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        total += int(hi or lo) - int(lo) + 1
+    return total
+
+
+COUNTER_NAMES = {st.CTR_NO_ENDPOINT: "no_endpoint"}
+
+
+def _read_counters(fd: int) -> dict[str, int]:
+    out = {}
+    ncpu = _possible_cpus()
+    for idx, name in COUNTER_NAMES.items():
+        per_cpu = (ct.c_uint64 * ncpu)()
+        lb.lookup_elem(fd, ct.c_uint32(idx), per_cpu)
+        out[name] = sum(per_cpu)
+    return out
+
+
+def _open_cgroup(cgroup: str) -> int:
+    path = Path(cgroup)
+    if not path.is_dir():
+        raise RuntimeError(
+            f"--cgroup {cgroup} is not a directory; create it with `mkdir {cgroup}` under the "
+            "cgroup2 mount (/sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on pure v2)"
+        )
+    if _statfs_type(str(path)) != CGROUP2_SUPER_MAGIC:
+        raise RuntimeError(
+            f"--cgroup {cgroup} is not on a cgroup2 filesystem; eBPF attaches to cgroup v2 "
+            "only: use a directory under /sys/fs/cgroup/unified (hybrid) or /sys/fs/cgroup (v2)"
+        )
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _ensure_pin_dir(bpffs: Path) -> None:
+    """Create the pin directory on a bpffs, mounting /sys/fs/bpf when it is absent."""
+    anchor = bpffs
+    while not anchor.exists():
+        anchor = anchor.parent
+    if _statfs_type(str(anchor)) != BPF_FS_MAGIC:
+        mount_point = Path("/sys/fs/bpf")
+        if anchor == mount_point or mount_point in bpffs.parents:
+            result = subprocess.run(
+                ["mount", "-t", "bpf", "bpf", str(mount_point)], capture_output=True, text=True
+            )
+            if result.returncode != 0:
+                raise RuntimeError(
+                    f"{mount_point} is not a bpffs and mounting it failed "
+                    f"({result.stderr.strip()}); run `mount -t bpf bpf {mount_point}` as root"
+                )
+            log.info("mounted bpffs at %s", mount_point)
+        else:
+            raise RuntimeError(
+                f"--bpffs {bpffs} is not on a bpf filesystem; choose a directory under "
+                "/sys/fs/bpf, or mount one with `mount -t bpf bpf DIR`"
+            )
+    bpffs.mkdir(parents=True, exist_ok=True)
+
+
+# -- read-only inspection and removal (status / uninstall) -------------------------------
+def inspect(bpffs: str) -> dict[str, Any]:
+    """What is pinned under `bpffs`: version, maps with capacity/entries, links and the
+    cgroup each is attached to, counts of services/endpoints/frontends. No bcc needed."""
+    root = Path(bpffs)
+    out: dict[str, Any] = {"bpffs": bpffs, "installed": root.is_dir(), "pins": []}
+    if not root.is_dir():
+        return out
+    out["pins"] = sorted(p.name for p in root.iterdir())
+    fds: list[int] = []
+    try:
+        if (root / "version").exists():
+            fd = lb.obj_get(str(root / "version"))
+            fds.append(fd)
+            ver = st.Version()
+            lb.lookup_elem(fd, ct.c_uint32(0), ver)
+            out["version"] = {
+                "magic": ver.magic,
+                "layout": ver.layout,
+                "compatible": bytes(ver) == bytes(st.expected_version()),
+            }
+        if not out.get("version", {}).get("compatible"):
+            return out
+        maps: dict[str, Any] = {}
+        svc_ids: set[int] = set()
+        endpoints = frontends = 0
+        for name, (key_t, val_t) in ELASTIC.items():
+            path = root / f"{name}_inner"
+            if not path.exists():
+                continue
+            fd = lb.obj_get(str(path))
+            fds.append(fd)
+            keys, vals = lb.lookup_all(fd, key_t, val_t)
+            maps[name] = {"capacity": lb.map_info(fd).max_entries, "entries": len(keys)}
+            if name.startswith("fe"):
+                frontends += len(keys)
+                for val in vals:
+                    svc_ids.add(val.hdr.svc_id)
+                    endpoints += val.hdr.count
+        out["maps"] = maps
+        out["services"] = len(svc_ids)
+        out["frontends"] = frontends
+        out["endpoints"] = endpoints
+        out["capacity"] = sum(m["capacity"] for m in maps.values())
+        if (root / "counters").exists():
+            fd = lb.obj_get(str(root / "counters"))
+            fds.append(fd)
+            out["counters"] = _read_counters(fd)
+        links = {}
+        for hook in HOOKS:
+            path = root / f"link_{hook}"
+            if path.exists():
+                fd = lb.obj_get(str(path))
+                fds.append(fd)
+                info = lb.link_info(fd)
+                links[hook] = {
+                    "link_id": info.id,
+                    "prog_id": info.prog_id,
+                    "cgroup_id": info.cgroup_id,
+                    "attached": info.cgroup_id != 0,
+                }
+        out["links"] = links
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return out
+
+
+def _detach_quietly(link_fd: int) -> None:
+    try:
+        lb.link_detach(link_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOLINK, errno.EINVAL, errno.ENOENT):  # already detached
+            raise
+
+
+def uninstall(bpffs: str) -> list[str]:
+    """Detach every pinned link, then unpin everything under `bpffs` and remove the dir.
+
+    Returns what was removed. Safe to run twice.
+    """
+    root = Path(bpffs)
+    removed: list[str] = []
+    if not root.exists():
+        return removed
+    for path in sorted(root.glob("link_*")):
+        try:
+            fd = lb.obj_get(str(path))
+        except OSError as exc:
+            log.warning("cannot open %s: %s", path, exc)
+            continue
+        try:
+            _detach_quietly(fd)
+        finally:
+            os.close(fd)
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if stat.S_ISDIR(path.lstat().st_mode):
+            path.rmdir()
+        else:
+            path.unlink()
+        removed.append(str(path.relative_to(root)))
+    root.rmdir()
+    return removed
+
+
+def uninstall_command(args: Any) -> int:
+    removed = uninstall(args.bpffs)
+    if not removed and not Path(args.bpffs).exists():
+        print(f"nothing installed under {args.bpffs}")
+    else:
+        print(f"detached and unpinned {len(removed)} objects under {args.bpffs}")
+    return 0

@@ -1,0 +1,171 @@
+"""ctypes mirrors of bpf/kmesh_node.h, field for field, plus the encoders the datapath uses.
+
+Keep this file and the header in step: tests/unit/test_structs.py parses the header and
+compares sizes and constants, so a drift fails in CI instead of corrupting maps.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import ipaddress
+import socket
+from pathlib import Path
+
+from kmesh_node.model import Endpoint, Frontend, L4Proto, LbPolicy
+
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+HEADER = BPF_DIR / "kmesh_node.h"
+
+MAGIC = 0x4B4D4E31
+LAYOUT_VERSION = 1
+INLINE4 = 5
+INLINE6 = 3
+POLICY = {LbPolicy.RANDOM: 0, LbPolicy.ROUND_ROBIN: 1}
+CTR_NO_ENDPOINT = 0
+CTR_MAX = 4
+PROTO = {L4Proto.TCP: socket.IPPROTO_TCP, L4Proto.UDP: socket.IPPROTO_UDP}
+
+
+class Fe4Key(ct.Structure):
+    _fields_ = (
+        ("addr", ct.c_uint32),
+        ("port", ct.c_uint16),
+        ("proto", ct.c_uint8),
+        ("pad", ct.c_uint8),
+    )
+
+
+class Fe6Key(ct.Structure):
+    _fields_ = (
+        ("addr", ct.c_uint32 * 4),
+        ("port", ct.c_uint16),
+        ("proto", ct.c_uint8),
+        ("pad", ct.c_uint8),
+    )
+
+
+class Ep4(ct.Structure):
+    _fields_ = (("addr", ct.c_uint32), ("port", ct.c_uint16), ("pad", ct.c_uint16))
+
+
+class Ep6(ct.Structure):
+    _fields_ = (("addr", ct.c_uint32 * 4), ("port", ct.c_uint16), ("pad", ct.c_uint16))
+
+
+class FeHdr(ct.Structure):
+    _fields_ = (
+        ("svc_id", ct.c_uint32),
+        ("epset", ct.c_uint32),
+        ("rr", ct.c_uint32),
+        ("count", ct.c_uint16),
+        ("policy", ct.c_uint8),
+        ("flags", ct.c_uint8),
+    )
+
+
+class Fe4Val(ct.Structure):
+    _fields_ = (("hdr", FeHdr), ("ep", Ep4 * INLINE4))
+
+
+class Fe6Val(ct.Structure):
+    _fields_ = (("hdr", FeHdr), ("ep", Ep6 * INLINE6))
+
+
+class EpxKey(ct.Structure):
+    _fields_ = (("epset", ct.c_uint32), ("idx", ct.c_uint32))
+
+
+class Orig4(ct.Structure):
+    _fields_ = (
+        ("vip_addr", ct.c_uint32),
+        ("vip_port", ct.c_uint32),
+        ("ep_addr", ct.c_uint32),
+        ("ep_port", ct.c_uint32),
+    )
+
+
+class Version(ct.Structure):
+    _fields_ = (
+        ("magic", ct.c_uint32),
+        ("layout", ct.c_uint32),
+        ("inline4", ct.c_uint32),
+        ("inline6", ct.c_uint32),
+    )
+
+
+# C struct name -> mirror, for the header consistency test.
+MIRRORS: dict[str, type[ct.Structure]] = {
+    "kmn_fe4_key": Fe4Key,
+    "kmn_fe6_key": Fe6Key,
+    "kmn_ep4": Ep4,
+    "kmn_ep6": Ep6,
+    "kmn_fe_hdr": FeHdr,
+    "kmn_fe4_val": Fe4Val,
+    "kmn_fe6_val": Fe6Val,
+    "kmn_epx_key": EpxKey,
+    "kmn_orig4": Orig4,
+    "kmn_version": Version,
+}
+
+
+def expected_version() -> Version:
+    return Version(magic=MAGIC, layout=LAYOUT_VERSION, inline4=INLINE4, inline6=INLINE6)
+
+
+def _be32(addr: ipaddress.IPv4Address) -> int:
+    # Stored as the kernel holds it: the 4 address bytes in memory order.
+    return int.from_bytes(addr.packed, "little")
+
+
+def _be16(port: int) -> int:
+    return socket.htons(port)
+
+
+def _v6_words(addr: ipaddress.IPv6Address) -> tuple[int, int, int, int]:
+    b = addr.packed
+    return tuple(int.from_bytes(b[i : i + 4], "little") for i in range(0, 16, 4))  # type: ignore[return-value]
+
+
+def is_v6(fe: Frontend) -> bool:
+    return ipaddress.ip_address(fe.address).version == 6
+
+
+def fe4_key(fe: Frontend) -> Fe4Key:
+    return Fe4Key(
+        addr=_be32(ipaddress.IPv4Address(fe.address)),
+        port=_be16(fe.port),
+        proto=PROTO[fe.protocol],
+    )
+
+
+def fe6_key(fe: Frontend) -> Fe6Key:
+    k = Fe6Key(port=_be16(fe.port), proto=PROTO[fe.protocol])
+    k.addr[:] = _v6_words(ipaddress.IPv6Address(fe.address))
+    return k
+
+
+def ep4(ep: Endpoint) -> Ep4:
+    return Ep4(addr=_be32(ipaddress.IPv4Address(ep.address)), port=_be16(ep.port))
+
+
+def ep6(ep: Endpoint) -> Ep6:
+    e = Ep6(port=_be16(ep.port))
+    e.addr[:] = _v6_words(ipaddress.IPv6Address(ep.address))
+    return e
+
+
+def decode_fe4(key: Fe4Key) -> Frontend:
+    addr = ipaddress.IPv4Address(key.addr.to_bytes(4, "little"))
+    return Frontend(str(addr), socket.ntohs(key.port), _l4(key.proto))
+
+
+def decode_fe6(key: Fe6Key) -> Frontend:
+    raw = b"".join(w.to_bytes(4, "little") for w in key.addr)
+    return Frontend(str(ipaddress.IPv6Address(raw)), socket.ntohs(key.port), _l4(key.proto))
+
+
+def _l4(proto: int) -> L4Proto:
+    for l4, num in PROTO.items():
+        if num == proto:
+            return l4
+    raise ValueError(f"unknown IP protocol {proto} in a pinned frontend key")
