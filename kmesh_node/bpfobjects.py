@@ -282,7 +282,8 @@ def _value_buf_size(type_name: str, value_size: int) -> int:
     return value_size
 
 
-def _walk_batch(fd: int, key_size: int, value_size: int) -> Iterator[tuple[bytes, bytes]]:
+def _walk_batch(fd: int, key_size: int, value_size: int) -> Iterator[tuple[int, bytes, bytes]]:
+    """BPF_MAP_LOOKUP_BATCH: yield (count, keys, values) per batch of up to _BATCH entries."""
     keys = ctypes.create_string_buffer(key_size * _BATCH)
     values = ctypes.create_string_buffer(value_size * _BATCH)
     out_batch = ctypes.create_string_buffer(max(key_size, 8))
@@ -304,12 +305,8 @@ def _walk_batch(fd: int, key_size: int, value_size: int) -> Iterator[tuple[bytes
                 raise
             done = True
         count = ctypes.c_uint32.from_buffer(attr, 32).value
-        kraw, vraw = keys.raw, values.raw
-        for i in range(count):
-            yield (
-                kraw[i * key_size : (i + 1) * key_size],
-                vraw[i * value_size : (i + 1) * value_size],
-            )
+        if count:
+            yield count, keys.raw[: count * key_size], values.raw[: count * value_size]
         if done or count == 0:
             return
         ctypes.memmove(in_batch, out_batch, len(out_batch))
@@ -351,19 +348,39 @@ def _walk_keys(fd: int, key_size: int, value_size: int) -> Iterator[tuple[bytes,
         yield key.raw, value.raw
 
 
+def _no_batch(exc: OSError) -> bool:
+    # EINVAL/ENOTSUPP(524)/EOPNOTSUPP: this map type has no batch ops; walk key by key
+    return exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, 524)
+
+
 def walk_map(
     fd: int, type_name: str, key_size: int, value_size: int
 ) -> Iterator[tuple[bytes, bytes | None]]:
     """Every (key, value) of a map; for fd maps the value is the held object's id."""
     vsize = _value_buf_size(type_name, value_size)
     try:
-        yield from _walk_batch(fd, key_size, vsize)
+        for count, keys, values in _walk_batch(fd, key_size, vsize):
+            for i in range(count):
+                yield (
+                    keys[i * key_size : (i + 1) * key_size],
+                    values[i * vsize : (i + 1) * vsize],
+                )
         return
     except OSError as exc:
-        # EINVAL/ENOTSUPP(524)/EOPNOTSUPP: this map type has no batch ops; walk key by key
-        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, 524):
+        if not _no_batch(exc):
             raise
     yield from _walk_keys(fd, key_size, vsize)
+
+
+def entry_count(fd: int, type_name: str, key_size: int, value_size: int) -> int:
+    """Number of entries, without materialising them (batch counts where supported)."""
+    vsize = _value_buf_size(type_name, value_size)
+    try:
+        return sum(count for count, _k, _v in _walk_batch(fd, key_size, vsize))
+    except OSError as exc:
+        if not _no_batch(exc):
+            raise
+    return sum(1 for _ in _walk_keys(fd, key_size, vsize))
 
 
 @dataclass
@@ -424,6 +441,9 @@ def map_from_fd(fd: int, count_entries: bool = True) -> MapInfo:
         return m
     if type_name in PREALLOCATED_ARRAY_TYPES:
         m.entries = m.max_entries
+        return m
+    if type_name not in MAP_IN_MAP_TYPES and type_name != "prog_array":
+        m.entries = entry_count(fd, type_name, m.key_size, m.value_size)
         return m
     count = 0
     for _key, value in walk_map(fd, type_name, m.key_size, m.value_size):

@@ -228,3 +228,31 @@ def test_top_cli_human(pinned: Pinned) -> None:
 def test_missing_bpffs_dir_says_how_to_fix(tmp_path) -> None:
     with pytest.raises(RuntimeError, match="--bpffs"):
         stats.collect(str(tmp_path / "nope"), 0.1)
+
+
+def test_metrics_scrape_reads_the_kernel(pinned: Pinned) -> None:
+    import urllib.request
+
+    from kmesh_node import metrics
+
+    m = metrics.Metrics(pinned.dir, lambda: {"services": 1})
+    m.start("127.0.0.1:0")
+    try:
+        with stats.stats_enabled():
+            pinned.drive(50)
+        assert m.address is not None
+        url = f"http://127.0.0.1:{m.address[1]}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = resp.read().decode()
+    finally:
+        m.stop()
+    assert 'kmesh_node_map_entries{map="maps/outer"} 2.0' in body
+    assert 'kmesh_node_program_runs_total{program="prog"}' in body
+    runs = next(
+        line
+        for line in body.splitlines()
+        if line.startswith('kmesh_node_program_runs_total{program="prog"}')
+    )
+    assert float(runs.split()[-1]) >= 50
+    inner = [x for x in body.splitlines() if x.startswith('kmesh_node_map_bytes{map="inner_')]
+    assert len(inner) == 3  # inner maps are visible to metrics too
