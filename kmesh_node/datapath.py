@@ -93,7 +93,7 @@ def _statfs_type(path: str) -> int:
 
 def _replace_pin(fd: int, path: Path) -> None:
     """Pin `fd` at `path`, replacing an older pin without a moment where none exists."""
-    tmp = path.with_name(path.name + ".new")
+    tmp = path.with_name(path.name + "__new")  # bpffs names may not contain "."
     if tmp.exists():
         tmp.unlink()
     lb.obj_pin(fd, str(tmp))
