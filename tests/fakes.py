@@ -72,7 +72,7 @@ class RecordingSink:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._cond.wait(left)
+                self._cond.wait(min(left, 0.02))  # predicates may look beyond the sink
             return True
 
     def reset_calls(self) -> None:
