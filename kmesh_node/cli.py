@@ -46,11 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="experiment knob: a bounded busy loop of N iterations in connect4 (CPU suites)",
     )
-    run.add_argument(
-        "--accelerate",
-        action="store_true",
-        help="same-node socket acceleration (sockops + sk_msg redirect)",
-    )
 
     status = sub.add_parser("status", help="what is loaded, pinned and attached")
     status.add_argument("--bpffs", default=DEFAULT_BPFFS)
