@@ -210,6 +210,19 @@ deliver() {
 	fi
 }
 
+# One descriptor per connection: lift a low soft limit (often 1024) up to the hard one.
+need_fds=$((conns + 64))
+soft_fds=$(ulimit -Sn)
+if [[ $soft_fds != unlimited && $soft_fds -lt $need_fds ]]; then
+	hard_fds=$(ulimit -Hn)
+	if [[ $hard_fds == unlimited || $hard_fds -ge $need_fds ]]; then
+		ulimit -Sn "$need_fds"
+	else
+		ulimit -Sn "$hard_fds"
+		echo "$PROG: warning: -c $conns needs ~$need_fds file descriptors, the hard limit is $hard_fds" >&2
+	fi
+fi
+
 runner=wrk
 if [[ ${KMESH_LAB_LOADGEN:-} == fortio ]] || { [[ ${KMESH_LAB_LOADGEN:-} != wrk ]] && command -v fortio >/dev/null 2>&1; }; then
 	runner=fortio
