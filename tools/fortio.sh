@@ -91,6 +91,13 @@ shift
 }
 
 # ------------------------------------------------------------------ parse flags
+# With fortio every flag goes through to it unchanged (fortio validates them); this parse
+# only extracts what the wrapper needs (-t, -c, -json). The wrk fallback is strict.
+runner=wrk
+if [[ ${KMESH_LAB_LOADGEN:-} == fortio ]] || { [[ ${KMESH_LAB_LOADGEN:-} != wrk ]] && command -v fortio >/dev/null 2>&1; }; then
+	runner=fortio
+fi
+
 conns=4
 qps=8
 dur=5s
@@ -126,7 +133,7 @@ while [[ $# -gt 0 ]]; do
 		has_value=0
 	fi
 	if [[ $arg != -* ]]; then
-		[[ -z $url ]] || die "more than one URL given ('$url' and '$arg'); put flags before the URL"
+		[[ -z $url || $runner == fortio ]] || die "more than one URL given ('$url' and '$arg'); put flags before the URL"
 		url=$arg
 		shift
 		continue
@@ -177,9 +184,9 @@ while [[ $# -gt 0 ]]; do
 	n) calls=$value ;;
 	quiet) ;;
 	a | r | httpbufferkb | uniform | jitter | nocatchup) ignored+=("-$name") ;;
-	payload-size) die "flag -payload-size is not supported by the wrk fallback; install fortio for payload sweeps" ;;
+	payload-size) [[ $runner == fortio ]] || die "flag -payload-size is not supported by the wrk fallback; install fortio for payload sweeps" ;;
 	h | help) usage ;;
-	*) die "unknown flag '$1' (supported: -c -t -qps -keepalive -json -H -timeout -p -labels -quiet)" ;;
+	*) [[ $runner == fortio ]] || die "unknown flag '$1' (supported: -c -t -qps -keepalive -json -H -timeout -p -labels -quiet)" ;;
 	esac
 	shift
 done
@@ -221,11 +228,6 @@ if [[ $soft_fds != unlimited && $soft_fds -lt $need_fds ]]; then
 		ulimit -Sn "$hard_fds"
 		echo "$PROG: warning: -c $conns needs ~$need_fds file descriptors, the hard limit is $hard_fds" >&2
 	fi
-fi
-
-runner=wrk
-if [[ ${KMESH_LAB_LOADGEN:-} == fortio ]] || { [[ ${KMESH_LAB_LOADGEN:-} != wrk ]] && command -v fortio >/dev/null 2>&1; }; then
-	runner=fortio
 fi
 
 # ------------------------------------------------------------------ fortio: pass through

@@ -85,13 +85,40 @@ def test_fortio_on_path_is_passed_through(tmp_path: Path) -> None:
         "KMESH_LAB_LOADGEN": "",
     }
     proc = run(
-        "load", "-c", "2", "-qps", "0", "-t", "1s", "-a", "-json", str(out), "http://x/", env=env
+        "load",
+        "-c",
+        "2",
+        "-qps",
+        "0",
+        "-t",
+        "1s",
+        "-a",
+        "-payload-size",
+        "100",
+        "-sequential-warmup",
+        "-json",
+        str(out),
+        "http://x/",
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     passed = args_file.read_text().split()
     # Our flags reach fortio unchanged; only -json is redirected to a temp file.
     assert passed[:2] == ["load", "-json"]
-    assert passed[3:] == ["-c", "2", "-qps", "0", "-t", "1s", "-a", "http://x/"]
+    # fortio-only flags the wrk fallback would refuse are passed through too.
+    assert passed[3:] == [
+        "-c",
+        "2",
+        "-qps",
+        "0",
+        "-t",
+        "1s",
+        "-a",
+        "-payload-size",
+        "100",
+        "-sequential-warmup",
+        "http://x/",
+    ]
     assert str(out) not in passed
     data = json.loads(out.read_text())
     assert data["Runner"] == "fortio"
