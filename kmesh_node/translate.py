@@ -22,9 +22,10 @@ Semantics follow kube-proxy where it has them:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kmesh_node.model import (
     LB_POLICY_ANNOTATION,
@@ -41,6 +42,8 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MAX_ENDPOINTS_PER_SLICE = 1000
 _PROTOCOLS = {"TCP": L4Proto.TCP, "UDP": L4Proto.UDP}
 _FAMILY_OF_ADDRESS_TYPE = {"IPv4": 4, "IPv6": 6}
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}\Z")
 
 
 class InvalidObject(ValueError):
@@ -51,9 +54,8 @@ class InvalidObject(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectId:
-    """Identity of a Kubernetes object: kind + namespace/name."""
+class ObjectId(NamedTuple):
+    """Identity of a Kubernetes object: kind + namespace/name (a tuple: hashed in C)."""
 
     kind: str  # "Service" or "EndpointSlice"
     key: str  # "namespace/name"
@@ -187,6 +189,8 @@ def _protocol(value: Any, what: str) -> L4Proto | None:
 def _ip(value: Any, what: str) -> tuple[str, int]:
     if not isinstance(value, str):
         raise InvalidObject(f"{what} {value!r} is not an IP address string; quote a valid IP")
+    if _CANONICAL_IPV4.match(value):
+        return value, 4  # already canonical: skip ipaddress, 10x slower (10k+ per load)
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:

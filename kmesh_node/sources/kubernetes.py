@@ -38,6 +38,7 @@ from kubernetes.client import Configuration
 from kubernetes.client.rest import RESTClientObject
 
 from kmesh_node.model import LbPolicy, Sink
+from kmesh_node.sources.gcpause import gc_paused
 from kmesh_node.sources.store import ServiceStore, reject
 from kmesh_node.translate import (
     Ignored,
@@ -327,21 +328,23 @@ class KubernetesSource:
                 if listed != set(RESOURCES):
                     continue
                 initial = False
-                self._store.begin_resync()
-                for message in pending:
-                    self._apply(*message)
-                pending.clear()
-                self._store.end_resync()
-                continue
-            for op, kind, payload in batch:
-                if op == "list":
-                    self._store.flush()
+                with gc_paused():
                     self._store.begin_resync()
-                    self._apply(op, kind, payload)
-                    self._store.end_resync((kind,))
-                else:
-                    self._apply(op, kind, payload)
-            self._store.flush()
+                    for message in pending:
+                        self._apply(*message)
+                    pending.clear()
+                    self._store.end_resync()
+                continue
+            with gc_paused():
+                for op, kind, payload in batch:
+                    if op == "list":
+                        self._store.flush()
+                        self._store.begin_resync()
+                        self._apply(op, kind, payload)
+                        self._store.end_resync((kind,))
+                    else:
+                        self._apply(op, kind, payload)
+                self._store.flush()
 
     def _apply(self, op: str, kind: str, payload: Any) -> None:
         if op == "list":

@@ -39,6 +39,8 @@ from typing import Any
 import yaml
 
 from kmesh_node.model import LbPolicy, Sink
+from kmesh_node.sources import fastyaml
+from kmesh_node.sources.gcpause import gc_paused
 from kmesh_node.sources.store import ServiceStore, reject
 from kmesh_node.translate import (
     Ignored,
@@ -57,7 +59,6 @@ SUFFIXES = (".yaml", ".yml")
 # A line that starts a new YAML document. Splitting on it ourselves (instead of
 # yaml.load_all) lets one broken document fail alone.
 _DOC_SEPARATOR = re.compile(r"^---(?=[ \t]|$)", re.MULTILINE)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ def _items_of(doc: Any) -> list[Any]:
 
 def parse_document(text: str) -> _Outcome:
     try:
-        doc = yaml.load(text, Loader=_Loader)  # CSafeLoader: safe, and C-fast
+        doc = fastyaml.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1} of the document" if mark else ""
@@ -124,6 +125,10 @@ def parse_document(text: str) -> _Outcome:
         except InvalidObject as exc:
             items.append(_Item(oid, None, exc.reason))
     return tuple(items)
+
+
+def _label(document: int, item: int, items: int) -> str:
+    return f"document {document}" if items == 1 else f"document {document} item {item}"
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -285,13 +290,14 @@ class ManifestSource:
         found = self._list_files()
         if found is None:
             return
-        for path in sorted(set(self._files) - set(found)):
-            self.remove_file(Path(path))
-        for path in sorted(found):
-            state = self._files.get(path)
-            if state is None or state.stamp != found[path]:
-                self.load_file(Path(path), found[path])
-        self._store.flush()
+        with gc_paused():
+            for path in sorted(set(self._files) - set(found)):
+                self.remove_file(Path(path))
+            for path in sorted(found):
+                state = self._files.get(path)
+                if state is None or state.stamp != found[path]:
+                    self.load_file(Path(path), found[path])
+            self._store.flush()
 
     # --- one file --------------------------------------------------------------------
 
@@ -319,22 +325,26 @@ class ManifestSource:
         new_objects: dict[ObjectId, Spec] = {}
         complete = True
         for n, doc_text in enumerate(split_documents(text), 1):
-            fresh = doc_text not in old_outcomes and doc_text not in outcomes
-            outcome = outcomes.get(doc_text) or old_outcomes.get(doc_text)
+            # Only documents whose text is new are parsed, and only they report problems
+            # (an unchanged broken document was reported when it appeared).
+            fresh = False
+            outcome = outcomes.get(doc_text)
             if outcome is None:
-                outcome = parse_document(doc_text)
-            outcomes[doc_text] = outcome
+                outcome = old_outcomes.get(doc_text)
+                if outcome is None:
+                    outcome = parse_document(doc_text)
+                    fresh = True
+                outcomes[doc_text] = outcome
             if isinstance(outcome, _Broken):
                 complete = False
                 if fresh:
                     reject(self._sink, where, f"document {n}", outcome.reason)
                 continue
             for i, item in enumerate(outcome, 1):
-                label = f"document {n}" if len(outcome) == 1 else f"document {n} item {i}"
                 if item.oid is None:
                     complete = False
                     if fresh:
-                        reject(self._sink, where, label, item.reason)
+                        reject(self._sink, where, _label(n, i, len(outcome)), item.reason)
                     continue
                 if item.spec is None:
                     if fresh:
@@ -351,7 +361,8 @@ class ManifestSource:
                             self._sink,
                             where,
                             str(item.oid),
-                            f"defined twice in this file ({label} is the later one); the "
+                            f"defined twice in this file ({_label(n, i, len(outcome))} is "
+                            "the later one); the "
                             "first definition is used: remove one",
                         )
                     continue
@@ -390,7 +401,7 @@ class ManifestSource:
                         f"also defined in {claimants[0]}, which keeps it; remove one of the two",
                     )
                     continue
-            elif old.get(oid) == spec:
+            elif old.get(oid) is spec or old.get(oid) == spec:  # `is`: the cached parse
                 continue
             if claimants[0] == where:
                 self._apply(spec, where)
