@@ -2,11 +2,13 @@
 
 A daemon is started once: its PID file records the PID and the kernel's start time of that
 process, so a second start is a no-op while it runs, and a stop never signals a PID that was
-reused by someone else.
+reused by someone else. The command line is kept beside it: starting the same daemon with
+other arguments (e.g. the agent with another --stress-loops) restarts it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,9 +18,16 @@ from pathlib import Path
 
 from kmesh_lab import lab
 
+# A command that fails at once (bad flag, missing file) dies within this; catch it here.
+SETTLE_S = 0.3
+
 
 def pidfile(state_dir: Path, name: str) -> Path:
     return Path(state_dir) / "pids" / f"{name}.pid"
+
+
+def argvfile(state_dir: Path, name: str) -> Path:
+    return Path(state_dir) / "pids" / f"{name}.argv"
 
 
 def running(state_dir: Path, name: str) -> int | None:
@@ -36,9 +45,14 @@ def start(
 ) -> bool:
     """Start `argv` (inside `pod` when given) unless it already runs; return whether started.
 
-    With `ready_port`, wait until something listens on that TCP port in the pod's netns."""
+    With `ready_port`, wait until something listens on that TCP port in the pod's netns.
+    Running with other arguments or in another pod, it is stopped and started again."""
+    wanted = json.dumps({"argv": argv, "pod": pod})
     if running(state_dir, name):
-        return False
+        recorded = argvfile(state_dir, name)
+        if recorded.is_file() and recorded.read_text() == wanted:
+            return False
+        stop(state_dir, name)
     state_dir = Path(state_dir)
     log = state_dir / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -51,11 +65,14 @@ def start(
         )
     # Record it at once, so a teardown finds it even if readiness never comes.
     pidfile(state_dir, name).write_text(f"{proc.pid} {lab.process_start_time(proc.pid)}\n")
-    deadline = time.monotonic() + timeout
+    argvfile(state_dir, name).write_text(wanted)
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with status {proc.returncode} at start; see {log}")
-        if ready_port is None or _listening(pod, ready_port, state_dir):
+        settled = time.monotonic() - started >= SETTLE_S
+        if settled and (ready_port is None or _listening(pod, ready_port, state_dir)):
             return True
         if time.monotonic() > deadline:
             raise RuntimeError(
@@ -76,6 +93,7 @@ def stop(state_dir: Path, name: str, timeout: float = 5.0) -> bool:
     """SIGTERM the daemon (SIGKILL after `timeout`); return whether it was running."""
     pid = running(state_dir, name)
     pidfile(state_dir, name).unlink(missing_ok=True)
+    argvfile(state_dir, name).unlink(missing_ok=True)
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)

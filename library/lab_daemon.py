@@ -11,6 +11,7 @@ options:
   argv: {type: list, elements: str, description: command to run, required for started}
   pod: {type: str, description: run inside this lab pod (its netns and cgroups)}
   ready_port: {type: int, description: wait until a TCP listener on this port appears}
+  ready_timeout: {type: float, default: 10, description: seconds to wait for ready_port}
   state: {type: str, choices: [started, stopped], default: started, description: wanted state}
   state_dir: {type: path, default: /run/kmesh-lab, description: lab state directory}
 author: kmesh-lab
@@ -26,6 +27,7 @@ def main() -> None:
             "argv": {"type": "list", "elements": "str"},
             "pod": {"type": "str"},
             "ready_port": {"type": "int"},
+            "ready_timeout": {"type": "float", "default": 10.0},
             "state": {"type": "str", "choices": ["started", "stopped"], "default": "started"},
             "state_dir": {"type": "path", "default": "/run/kmesh-lab"},
         },
@@ -38,7 +40,12 @@ def main() -> None:
         if p["state"] == "stopped":
             module.exit_json(changed=daemon.stop(p["state_dir"], p["name"]))
         changed = daemon.start(
-            p["state_dir"], p["name"], p["argv"], pod=p["pod"], ready_port=p["ready_port"]
+            p["state_dir"],
+            p["name"],
+            p["argv"],
+            pod=p["pod"],
+            ready_port=p["ready_port"],
+            timeout=p["ready_timeout"],
         )
         module.exit_json(changed=changed, pid=daemon.running(p["state_dir"], p["name"]))
     except (RuntimeError, OSError) as exc:

@@ -20,7 +20,7 @@ def test_smoke_json_holds_a_measured_healthy_load() -> None:
     doc = json.loads(latest_smoke().read_text())
     assert doc["suite"] == "smoke"
     scenarios = {r["scenario"]: r for r in doc["records"]}
-    assert {"keepalive", "new-connection"} <= set(scenarios)
+    assert {"keepalive", "new-connection", "service-new-connection"} <= set(scenarios)
     for record in scenarios.values():
         assert {"params", "environment", "samples", "summary", "published"} <= set(record)
         assert record["samples"], record["scenario"]
@@ -30,6 +30,9 @@ def test_smoke_json_holds_a_measured_healthy_load() -> None:
             assert sample["errors"] == 0
             assert 0 < sample["p50_ms"] <= sample["p99_ms"] <= sample["max_ms"]
     # Without keepalive every request opens its own connection.
-    new_conn = scenarios["new-connection"]["samples"][0]
-    assert new_conn["socket_count"] == new_conn["count"]
-    assert new_conn["tcp_active_opens"] >= new_conn["count"]
+    for name in ("new-connection", "service-new-connection"):
+        new_conn = scenarios[name]["samples"][0]
+        assert new_conn["socket_count"] == new_conn["count"]
+        assert new_conn["tcp_active_opens"] >= new_conn["count"]
+    # Through the Service VIP, kmesh_node rewrote every connection to a live endpoint.
+    assert scenarios["service-new-connection"]["params"]["target"] == "service"
