@@ -30,7 +30,7 @@ unit:
 	$(VENV)/pytest -q tests/unit
 
 integration:
-	$(VENV)/pytest -q -m root tests/integration tests/bench
+	$(VENV)/pytest -q tests/integration tests/bench
 
 molecule:
 	$(VENV)/molecule test --scenario-name default
