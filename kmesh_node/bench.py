@@ -556,6 +556,8 @@ def environment() -> dict[str, Any]:
         "ncpu": os.cpu_count(),
         "python": platform.python_version(),
         "headers": check_headers(Host()).detail,
+        # other work on the host skews every figure: record how busy it was
+        "loadavg_start": list(os.getloadavg()),
     }
 
 
@@ -631,12 +633,16 @@ def run_bench(quick: bool) -> dict[str, Any]:
         "environment": environment(),
         "targets": TARGETS,
     }
+    result["labs"] = []  # kmtest-* names used (and removed), so a test can check the cleanup
     t0 = time.perf_counter()
     with lab() as the_lab:
+        result["labs"].append(the_lab.name)
         result["datapath"] = bench_datapath(sizes, the_lab)
     with lab() as the_lab:
+        result["labs"].append(the_lab.name)
         result["agent"] = bench_agent(sizes, the_lab)
     result["duration_s"] = time.perf_counter() - t0
+    result["environment"]["loadavg_end"] = list(os.getloadavg())
     result["summary"] = summary(result)
     return result
 
