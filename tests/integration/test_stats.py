@@ -3,6 +3,7 @@ kmtest-* bpffs dir this test creates and removes, driven by loopback UDP datagra
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -10,7 +11,7 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -121,17 +122,28 @@ def pinned() -> Iterator[Pinned]:
         b.cleanup()
 
 
-def _collect_while_driving(p: Pinned, interval: float, packets: int) -> dict:
-    t = threading.Timer(interval / 4, p.drive, args=(packets,))
-    t.start()
+def _collect_while_driving(
+    p: Pinned, interval: float, packets: int, monkeypatch: pytest.MonkeyPatch
+) -> dict:
+    """collect() with the traffic sent inside its window (deterministic even on a busy
+    host): the window's sleep first drives the datagrams, then sleeps."""
+    real_sleep = time.sleep
+
+    def drive_then_sleep(seconds: float) -> None:
+        p.drive(packets)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(stats.time, "sleep", drive_then_sleep)
     try:
         return stats.collect(p.dir, interval)
     finally:
-        t.join()
+        monkeypatch.undo()
 
 
-def test_collect_sees_programs_inner_maps_and_run_stats(pinned: Pinned) -> None:
-    report = _collect_while_driving(pinned, 1.0, 2000)
+def test_collect_sees_programs_inner_maps_and_run_stats(
+    pinned: Pinned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = _collect_while_driving(pinned, 0.5, 2000, monkeypatch)
     json.dumps(report)  # JSON-able
     (prog,) = report["programs"]
     assert prog["name"] == "kmtest_filter"
@@ -178,12 +190,26 @@ def test_snapshot_counts_without_window(pinned: Pinned) -> None:
     assert snap["totals"]["inner_maps"] == 3
 
 
+def _stats_fds() -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:bpf-stats":
+                out.append(fd)
+    return out
+
+
 def test_stats_switched_off_after_window(pinned: Pinned) -> None:
-    with open(stats.SYSCTL) as f:
-        before = f.read().strip()
-    stats.collect(pinned.dir, 0.1)
-    with open(stats.SYSCTL) as f:
-        assert f.read().strip() == before
+    # other engineers' tools may switch stats on meanwhile, so do not read the global
+    # sysctl: check that our own BPF_ENABLE_STATS fd lives exactly as long as the window
+    assert not _stats_fds()
+    with stats.stats_enabled() as how:
+        if how == "fd":
+            assert len(_stats_fds()) == 1
+    assert not _stats_fds()
+    report = stats.collect(pinned.dir, 0.1)
+    assert report["stats_method"] in ("fd", "already_on", "sysctl")
+    assert not _stats_fds()
 
 
 def test_top_cli_json(pinned: Pinned) -> None:
