@@ -73,10 +73,30 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
+# reason text -> a small fixed set of label values, first match wins. Reasons carry the bad
+# value itself ("port 70000 is not..."), so the raw text would make one series per value.
+REASON_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("duplicate", ("twice", "duplicate", "already served", "also defined")),
+    ("too_many_endpoints", ("endpoints in one slice", "endpoints; the datapath")),
+    ("bad_yaml", ("not valid yaml", "cannot read")),
+    ("wrong_kind", ("kind", "apiversion", "expected a mapping")),
+    ("bad_port", ("port",)),
+    ("bad_ip", ("ip address", "clusterip", "address", "ipv4", "ipv6")),
+    ("bad_metadata", ("metadata", "name")),
+)
+_CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+
 def reason_label(reason: str) -> str:
-    """A bounded label: the text before the first ':' as lower_snake_case, 48 chars max."""
-    head = reason.split(":", 1)[0].strip().lower()
-    return re.sub(r"[^a-z0-9]+", "_", head).strip("_")[:48] or "unknown"
+    """A bounded label for a rejection reason: a caller's own short category
+    ("bad_port") is kept; free text is classified (REASON_CLASSES), else "invalid"."""
+    if _CATEGORY.fullmatch(reason):
+        return reason
+    text = reason.lower()
+    for label, needles in REASON_CLASSES:
+        if any(n in text for n in needles):
+            return label
+    return "invalid"
 
 
 def object_label(obj: dict[str, Any], bpffs: str) -> str:
@@ -210,7 +230,6 @@ class Metrics:
         self._reconcile.observe(seconds)
 
     def rejected(self, reason: str) -> None:
-        """Count one refused object. `reason` should be a short category ("bad_port"); free
-        text is folded to a bounded label so that a flood of bad objects cannot blow up the
-        number of series."""
+        """Count one refused object under a bounded reason label (see reason_label), so a
+        flood of bad objects cannot blow up the number of series."""
         self._rejected.labels(reason=reason_label(reason)).inc()

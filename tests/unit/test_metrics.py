@@ -53,7 +53,7 @@ def test_state_and_pushed_metrics_without_kernel(tmp_path: Path) -> None:
     assert s[("kmesh_node_reconcile_seconds_bucket", (("le", "0.005"),))] == 1
     assert s[("kmesh_node_reconcile_seconds_sum", ())] == pytest.approx(0.203)
     assert s[("kmesh_node_rejected_objects_total", (("reason", "bad_port"),))] == 2
-    assert s[("kmesh_node_rejected_objects_total", (("reason", "duplicate_clusterip"),))] == 1
+    assert s[("kmesh_node_rejected_objects_total", (("reason", "duplicate"),))] == 1
     # no pins: no kernel series, and the scrape still works
     assert not any(name.startswith("kmesh_node_map_bytes") for name, _ in s)
 
@@ -131,3 +131,24 @@ def test_port_in_use_says_how_to_fix() -> None:
             b.start(f"127.0.0.1:{a.address[1]}")
     finally:
         a.stop()
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("spec.ports[0].port 70000 is not a port number; use an integer 1-65535", "bad_port"),
+        ("spec.clusterIP '10.0.0.999' is not a valid IPv4/IPv6 address; fix it", "bad_ip"),
+        ("unsupported kind/apiVersion 'Pod'/'v1'; only 'Service'/'v1' ...", "wrong_kind"),
+        ("not valid YAML at line 3 column 1 of the document: found ...; fix", "bad_yaml"),
+        ("frontend 10.0.0.1:80/TCP is already served by Service a/b; ...", "duplicate"),
+        (
+            "1500 endpoints in one slice; Kubernetes allows at most 1000: split",
+            "too_many_endpoints",
+        ),
+        ("metadata.name is missing or empty; give the object a name", "bad_metadata"),
+        ("something nobody foresaw", "invalid"),
+        ("bad_port", "bad_port"),
+    ],
+)
+def test_reason_labels_are_bounded(reason: str, label: str) -> None:
+    assert metrics.reason_label(reason) == label
