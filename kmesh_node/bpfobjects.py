@@ -313,6 +313,32 @@ def _walk_batch(fd: int, key_size: int, value_size: int) -> Iterator[tuple[int, 
         first = False
 
 
+def lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
+    """One BPF_MAP_LOOKUP_ELEM; None when the key is absent."""
+    kbuf = ctypes.create_string_buffer(key, len(key))
+    vbuf = ctypes.create_string_buffer(value_size)
+    attr = _attr()
+    _put(attr, 0, ctypes.c_uint32, fd)
+    _put(attr, 8, ctypes.c_uint64, ctypes.addressof(kbuf))
+    _put(attr, 16, ctypes.c_uint64, ctypes.addressof(vbuf))
+    try:
+        bpf(BPF_MAP_LOOKUP_ELEM, attr)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    return vbuf.raw
+
+
+def inner_map_ids(fd: int, type_name: str = "array_of_maps") -> set[int]:
+    """Distinct ids of the maps held by a map-in-map (several slots may share one)."""
+    return {
+        int.from_bytes(value[:4], "little")
+        for _key, value in walk_map(fd, type_name, 4, 4)
+        if value is not None
+    }
+
+
 def _walk_keys(fd: int, key_size: int, value_size: int) -> Iterator[tuple[bytes, bytes | None]]:
     """GET_NEXT_KEY + LOOKUP: the portable walk; value None where the slot is empty."""
     key = ctypes.create_string_buffer(key_size)
