@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -132,9 +133,12 @@ def _label(document: int, item: int, items: int) -> str:
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """(mtime, size, inode) of a regular file (symlinks followed); None otherwise."""
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
@@ -238,13 +242,10 @@ class ManifestSource:
             if full_rescan:
                 self.rescan()
                 continue
-            for name in sorted(names):
-                path = self.directory / name
-                if path.is_file():
-                    self.load_file(path)
-                else:
-                    self.remove_file(path)
-            self._store.flush()
+            with gc_paused():  # a burst may be thousands of files (a `cp` of a directory)
+                for name in sorted(names):
+                    self.load_file(self.directory / name)  # gone or not a file: removed
+                self._store.flush()
         return True
 
     def _wait_for_directory(self, stop: threading.Event) -> Any:
@@ -304,8 +305,13 @@ class ManifestSource:
     def load_file(self, path: Path, stamp: tuple[int, int, int] | None = None) -> None:
         """Read one file and apply what changed in it (the caller flushes the store)."""
         where = str(path)
+        if stamp is None:
+            stamp = _stamp(path)
+            if stamp is None:  # deleted, renamed away, or not a regular file
+                self.remove_file(path)
+                return
         state = self._files.setdefault(where, _FileState())
-        state.stamp = stamp if stamp is not None else _stamp(path)
+        state.stamp = stamp
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
