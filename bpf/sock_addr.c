@@ -6,10 +6,10 @@
  * by kmesh_node/datapath.py and referenced here by fd (-DKMN_FD_*), so a new agent run can
  * load fresh programs against the maps the previous run pinned.
  *
- * Map shape (memory follows the load): each KMN_FD_*_OUTER is a one-slot ARRAY_OF_MAPS
- * whose inner map is a BPF_F_NO_PREALLOC hash. To resize, the agent builds a new inner
- * map at the new size, fills it, and swaps the slot: a program sees either the old or the
- * new map, both complete.
+ * Map shape (memory follows the load): each KMN_FD_* map is an ARRAY_OF_MAPS of
+ * KMN_SLOTS slots over BPF_F_NO_PREALLOC hash shards (see kmesh_node.h). To resize, the
+ * agent builds new shards, fills them, and re-points slots: a program sees, per slot,
+ * either the old or the new shard, both complete.
  */
 #include <uapi/linux/bpf.h>
 #include <linux/in.h>
@@ -53,12 +53,20 @@ static __always_inline __u32 kmn_pick(struct kmn_fe_hdr *h, __u32 count)
 	return bpf_get_prandom_u32() % count;
 }
 
-/* Overflow endpoint `idx` of `epset` from the current inner map of `outer_fd`. */
+/* The shard holding keys whose hash input is `x` (mirrored in structs.slot()). */
+static __always_inline void *kmn_shard(void *outer, __u32 x)
+{
+	/* fold first: ClusterIPs differ in their last octets, the high bits of x */
+	x ^= x >> 16;
+	__u32 slot = ((x * KMN_HASH_MUL) >> 16) & (KMN_SLOTS - 1);
+	return bpf_map_lookup_elem(outer, &slot);
+}
+
+/* Overflow endpoint `idx` of endpoint set `epset`. */
 static __always_inline void *kmn_overflow(void *outer, __u32 epset, __u32 idx)
 {
-	__u32 zero = 0;
 	struct kmn_epx_key ek = {.epset = epset, .idx = idx};
-	void *inner = bpf_map_lookup_elem(outer, &zero);
+	void *inner = kmn_shard(outer, epset * KMN_EPSET_MUL + idx);
 	if (!inner)
 		return 0;
 	return bpf_map_lookup_elem(inner, &ek);
@@ -68,13 +76,13 @@ static __always_inline void *kmn_overflow(void *outer, __u32 epset, __u32 idx)
  * or the frontend has no ready endpoint (counted). */
 static __always_inline int kmn_lb4(struct bpf_sock_addr *ctx, struct kmn_ep4 *out)
 {
-	__u32 zero = 0;
 	struct kmn_fe4_key key = {
 		.addr = ctx->user_ip4,
 		.port = (__u16)ctx->user_port,
 		.proto = (__u8)ctx->protocol,
 	};
-	void *inner = bpf_map_lookup_elem(KMN_MAP(KMN_FD_FE4), &zero);
+	void *inner = kmn_shard(KMN_MAP(KMN_FD_FE4),
+				key.addr ^ ((__u32)key.port << 16) ^ key.proto);
 	if (!inner)
 		return 0;
 	struct kmn_fe4_val *v = bpf_map_lookup_elem(inner, &key);
@@ -149,7 +157,6 @@ int kmn_recvmsg4(struct bpf_sock_addr *ctx)
 
 int kmn_connect6(struct bpf_sock_addr *ctx)
 {
-	__u32 zero = 0;
 	struct kmn_fe6_key key = {};
 	key.addr[0] = ctx->user_ip6[0];
 	key.addr[1] = ctx->user_ip6[1];
@@ -158,7 +165,9 @@ int kmn_connect6(struct bpf_sock_addr *ctx)
 	key.port = (__u16)ctx->user_port;
 	key.proto = (__u8)ctx->protocol;
 
-	void *inner = bpf_map_lookup_elem(KMN_MAP(KMN_FD_FE6), &zero);
+	void *inner = kmn_shard(KMN_MAP(KMN_FD_FE6), key.addr[0] ^ key.addr[1] ^ key.addr[2] ^
+							  key.addr[3] ^ ((__u32)key.port << 16) ^
+							  key.proto);
 	if (!inner)
 		return 1;
 	struct kmn_fe6_val *v = bpf_map_lookup_elem(inner, &key);

@@ -21,14 +21,14 @@ Layout under the pin directory (every object is pinned, inner maps included, so 
     version                   ARRAY[1] kmn_version: refuses incompatible pinned state
     counters                  PERCPU_ARRAY of u64 (no_endpoint, ...)
     orig4                     SK_STORAGE kmn_orig4 (UDP reply source rewrite)
-    {fe4,fe6,ep4,ep6}_outer   one-slot ARRAY_OF_MAPS
-    {fe4,fe6,ep4,ep6}_inner   the NO_PREALLOC hash currently in the slot
+    {fe4,fe6,ep4,ep6}_outer   ARRAY_OF_MAPS of 1024 slots over N shards
+    {fe4,fe6,ep4,ep6}_inner_<i>  the NO_PREALLOC hash shards (see kmesh_node/shardmap.py)
     prog_<hook>, link_<hook>  programs and their cgroup bpf_links
 
-Elastic maps: an inner hash is sized to the next power of two above its element count
-(buckets cost 16 B each, elements are allocated on insert). When it must grow, or falls
-below a quarter full, a new inner map is created at the new size, filled with a batch copy
-of the old one, and swapped into the slot with one update: lookups see either complete map.
+Frontends (ClusterIP:port/proto) map to a value carrying the service's first endpoints
+inline (5 for IPv4, 3 for IPv6): one hash lookup serves most services; endpoints beyond
+those live in the ep4/ep6 maps under a per-version "endpoint set" id. Elastic maps grow and
+shrink with their content (kmesh_node/shardmap.py) and never miss a lookup while doing so.
 Writes are staged and flushed in an order that keeps every lookup valid: overflow
 endpoints first, then the frontend values that reference them, then stale entries.
 """
@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
-import ipaddress
 import logging
 import os
 import stat
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,12 +50,12 @@ from typing import Any
 from kmesh_node import libbpf as lb
 from kmesh_node import structs as st
 from kmesh_node.model import Endpoint, Frontend, LbService
+from kmesh_node.shardmap import ShardedMap, replace_pin
 
 log = logging.getLogger(__name__)
 
 BPF_FS_MAGIC = 0xCAFE4A11
 CGROUP2_SUPER_MAGIC = 0x63677270
-MIN_CAPACITY = 64
 MAX_ENDPOINTS_PER_FRONTEND = 0xFFFF  # kmn_fe_hdr.count is a u16
 
 SOURCE = st.BPF_DIR / "sock_addr.c"
@@ -69,18 +68,14 @@ HOOKS: dict[str, tuple[str, int]] = {
     "recvmsg4": ("kmn_recvmsg4", lb.ATTACH_UDP4_RECVMSG),
 }
 
-ELASTIC: dict[str, tuple[type[ct.Structure], type[ct.Structure]]] = {
-    "fe4": (st.Fe4Key, st.Fe4Val),
-    "fe6": (st.Fe6Key, st.Fe6Val),
-    "ep4": (st.EpxKey, st.Ep4),
-    "ep6": (st.EpxKey, st.Ep6),
+ELASTIC: dict[str, tuple[type[ct.Structure], type[ct.Structure], Callable[[Any], int]]] = {
+    "fe4": (st.Fe4Key, st.Fe4Val, st.slot_fe4),
+    "fe6": (st.Fe6Key, st.Fe6Val, st.slot_fe6),
+    "ep4": (st.EpxKey, st.Ep4, st.slot_epx),
+    "ep6": (st.EpxKey, st.Ep6, st.slot_epx),
 }
 
 UNINSTALL_HINT = "run `kmesh-node uninstall --bpffs {bpffs}` to remove it, then start again"
-
-
-def _pow2_at_least(n: int) -> int:
-    return max(MIN_CAPACITY, 1 << max(0, (n - 1).bit_length()))
 
 
 def _statfs_type(path: str) -> int:
@@ -91,139 +86,6 @@ def _statfs_type(path: str) -> int:
     return int(out.stdout.strip(), 16)
 
 
-def _replace_pin(fd: int, path: Path) -> None:
-    """Pin `fd` at `path`, replacing an older pin without a moment where none exists."""
-    tmp = path.with_name(path.name + "__new")  # bpffs names may not contain "."
-    if tmp.exists():
-        tmp.unlink()
-    lb.obj_pin(fd, str(tmp))
-    os.replace(tmp, path)
-
-
-class ElasticMap:
-    """A one-slot ARRAY_OF_MAPS whose NO_PREALLOC hash inner map follows its element count."""
-
-    def __init__(
-        self,
-        name: str,
-        pin_dir: Path,
-        key_type: type[ct.Structure],
-        val_type: type[ct.Structure],
-    ) -> None:
-        self.name = name
-        self.key_type = key_type
-        self.val_type = val_type
-        self.outer_path = pin_dir / f"{name}_outer"
-        self.inner_path = pin_dir / f"{name}_inner"
-        self.count = 0
-        self.capacity = 0
-        self.resizes = 0
-        self.outer_fd = -1
-        self.inner_fd = -1
-
-    # -- lifecycle ---------------------------------------------------------------------
-    def open(self) -> None:
-        """Adopt the pinned outer map (and whatever inner map it holds), or create both."""
-        if self.outer_path.exists():
-            self.outer_fd = lb.obj_get(str(self.outer_path))
-            slot = ct.c_uint32(0)
-            inner_id = ct.c_uint32(0)
-            if lb.lookup_elem(self.outer_fd, slot, inner_id):
-                self.inner_fd = lb.map_fd_by_id(inner_id.value)
-                self.capacity = lb.map_info(self.inner_fd).max_entries
-                self.count = len(lb.iter_keys(self.inner_fd, self.key_type))
-                # Re-pin: a crash between swap and re-pin would leave a stale pin.
-                _replace_pin(self.inner_fd, self.inner_path)
-                return
-        else:
-            template = self._new_inner(1)
-            try:
-                self.outer_fd = lb.map_create(
-                    lb.MAP_ARRAY_OF_MAPS, f"kmn_{self.name}_o", 4, 4, 1, inner_map_fd=template
-                )
-            finally:
-                os.close(template)
-            _replace_pin(self.outer_fd, self.outer_path)
-        self._swap_in(self._new_inner(MIN_CAPACITY), MIN_CAPACITY)
-        self.count = 0
-
-    def close(self) -> None:
-        for fd in (self.inner_fd, self.outer_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.inner_fd = self.outer_fd = -1
-
-    def _new_inner(self, capacity: int) -> int:
-        return lb.map_create(
-            lb.MAP_HASH,
-            f"kmn_{self.name}",
-            ct.sizeof(self.key_type),
-            ct.sizeof(self.val_type),
-            capacity,
-            flags=lb.F_NO_PREALLOC,
-        )
-
-    def _swap_in(self, new_fd: int, capacity: int) -> None:
-        lb.update_elem(self.outer_fd, ct.c_uint32(0), ct.c_uint32(new_fd))
-        _replace_pin(new_fd, self.inner_path)
-        if self.inner_fd >= 0:
-            os.close(self.inner_fd)
-        self.inner_fd = new_fd
-        self.capacity = capacity
-
-    # -- sizing --------------------------------------------------------------------------
-    def reserve(self, needed: int) -> None:
-        """Make room for `needed` elements in total (grow by resize when necessary)."""
-        if needed > self.capacity:
-            self.resize(_pow2_at_least(needed + needed // 4))
-
-    def maybe_shrink(self) -> None:
-        if self.capacity > MIN_CAPACITY and self.count < self.capacity // 4:
-            self.resize(_pow2_at_least(self.count * 2))
-
-    def resize(self, capacity: int) -> None:
-        """Copy every element into a new inner map of `capacity`, then swap it in."""
-        keys, vals = lb.lookup_all(self.inner_fd, self.key_type, self.val_type)
-        new_fd = self._new_inner(capacity)
-        try:
-            lb.update_batch(new_fd, keys, vals)
-        except OSError:
-            os.close(new_fd)
-            raise
-        log.info(
-            "resized %s: %d -> %d slots (%d entries)", self.name, self.capacity, capacity, len(keys)
-        )
-        self._swap_in(new_fd, capacity)
-        self.count = len(keys)
-        self.resizes += 1
-
-    # -- content -------------------------------------------------------------------------
-    def write(self, keys: list[ct.Structure], vals: list[ct.Structure], new: int) -> None:
-        """Write elements in one batch; `new` of them are keys not present before."""
-        if not keys:
-            return
-        self.reserve(self.count + new)
-        karr = (self.key_type * len(keys))(*keys)
-        varr = (self.val_type * len(vals))(*vals)
-        lb.update_batch(self.inner_fd, karr, varr)
-        self.count += new
-
-    def remove(self, keys: list[ct.Structure]) -> None:
-        if not keys:
-            return
-        try:
-            lb.delete_batch(self.inner_fd, (self.key_type * len(keys))(*keys))
-            self.count -= len(keys)
-        except OSError:
-            # A key was already gone (the batch stops there): finish one by one.
-            for key in keys:
-                lb.delete_elem(self.inner_fd, key)
-            self.count = len(lb.iter_keys(self.inner_fd, self.key_type))
-
-    def items(self) -> tuple[ct.Array, ct.Array]:
-        return lb.lookup_all(self.inner_fd, self.key_type, self.val_type)
-
-
 @dataclass
 class _FeState:
     owner: str | None  # service key; None = adopted from a previous run, not yet claimed
@@ -232,15 +94,16 @@ class _FeState:
     count: int
 
 
+Item = tuple[ct.Structure, ct.Structure, bool]  # key, value, key is new
+
+
 @dataclass
 class _Staged:
-    """Writes and deletes of one reconcile step, applied in a lookup-safe order."""
+    """Writes and deletes of one reconcile step, per address family ("4"/"6"), applied in
+    a lookup-safe order by Datapath._flush."""
 
-    ep_keys: dict[str, list[ct.Structure]]
-    ep_vals: dict[str, list[ct.Structure]]
-    fe_keys: dict[str, list[ct.Structure]]
-    fe_vals: dict[str, list[ct.Structure]]
-    fe_new: dict[str, int]
+    ep_items: dict[str, list[Item]]
+    fe_items: dict[str, list[Item]]
     fe_del: dict[str, list[ct.Structure]]
     ep_del: dict[str, list[ct.Structure]]
 
@@ -249,11 +112,11 @@ class _Staged:
         def per() -> dict[str, Any]:
             return {"4": [], "6": []}
 
-        return cls(per(), per(), per(), per(), {"4": 0, "6": 0}, per(), per())
+        return cls(per(), per(), per(), per())
 
 
 def _family(fe: Frontend) -> str:
-    return "6" if st.is_v6(fe) else "4"
+    return "6" if ":" in fe.address else "4"
 
 
 class Datapath:
@@ -261,7 +124,9 @@ class Datapath:
 
     def __init__(self, bpffs: str) -> None:
         self.bpffs = Path(bpffs)
-        self.maps = {name: ElasticMap(name, self.bpffs, k, v) for name, (k, v) in ELASTIC.items()}
+        self.maps = {
+            name: ShardedMap(name, self.bpffs, k, v, slot) for name, (k, v, slot) in ELASTIC.items()
+        }
         self._fds: dict[str, int] = {}
         self._services: dict[str, LbService] = {}
         self._svc_ids: dict[str, int] = {}
@@ -327,7 +192,7 @@ class Datapath:
             lb.update_elem(fd, ct.c_uint32(0), st.expected_version())
             self._fds["version"] = fd
             # Stamp first: a crash below leaves a stamped, adoptable, partial state.
-            _replace_pin(fd, version_path)
+            replace_pin(fd, version_path)
         self._fds["counters"] = self._open_or_create(
             "counters", lambda: lb.map_create(lb.MAP_PERCPU_ARRAY, "kmn_counters", 4, 8, st.CTR_MAX)
         )
@@ -342,7 +207,7 @@ class Datapath:
         if path.exists():
             return lb.obj_get(str(path))
         fd = int(create())
-        _replace_pin(fd, path)
+        replace_pin(fd, path)
         return fd
 
     def _adopt_frontends(self) -> None:
@@ -393,7 +258,7 @@ class Datapath:
                 else:
                     link = lb.link_create(prog_fd, cgroup_fd, attach_type)
                     try:
-                        _replace_pin(link, link_path)
+                        replace_pin(link, link_path)
                     finally:
                         os.close(link)
                     if old_link >= 0:  # moved to another cgroup: new one first, then old
@@ -401,7 +266,7 @@ class Datapath:
             finally:
                 if old_link >= 0:
                     os.close(old_link)
-            _replace_pin(prog_fd, self.bpffs / f"prog_{hook}")
+            replace_pin(prog_fd, self.bpffs / f"prog_{hook}")
 
     def close(self) -> None:
         """Release this process's handles; pinned maps and attached programs stay."""
@@ -480,29 +345,32 @@ class Datapath:
         self._next_id = (self._next_id % 0xFFFFFFFF) + 1
         return self._next_id
 
-    def _validate(self, svc: LbService) -> None:
-        """Refuse a service the maps cannot hold, before anything is staged."""
-        for fe, eps in svc.frontends.items():
-            if len(eps) > MAX_ENDPOINTS_PER_FRONTEND:
-                raise ValueError(
-                    f"{svc.key} {fe.address}:{fe.port} has {len(eps)} endpoints; the datapath "
-                    f"holds at most {MAX_ENDPOINTS_PER_FRONTEND} per frontend: split the service"
-                )
-            if not 0 < fe.port < 65536 or any(not 0 < ep.port < 65536 for ep in eps):
-                raise ValueError(f"{svc.key} {fe.address}:{fe.port}: ports must be 1..65535")
-            version = ipaddress.ip_address(fe.address).version
-            for ep in eps:
-                if ipaddress.ip_address(ep.address).version != version:
-                    raise ValueError(
-                        f"{svc.key} {fe.address}:{fe.port}: endpoint {ep.address} is not "
-                        f"IPv{version}; a frontend's endpoints must share its address family"
-                    )
+    def _encode(
+        self, svc: LbService, fe: Frontend, eps: tuple[Endpoint, ...]
+    ) -> tuple[str, ct.Structure, list[ct.Structure]]:
+        """(family, frontend key, encoded endpoints); ValueError for what the maps cannot
+        hold. Pure: runs before anything is staged, so a refused service changes nothing."""
+        where = f"{svc.key} {fe.address}:{fe.port}"
+        if len(eps) > MAX_ENDPOINTS_PER_FRONTEND:
+            raise ValueError(
+                f"{where} has {len(eps)} endpoints; the datapath holds at most "
+                f"{MAX_ENDPOINTS_PER_FRONTEND} per frontend: split the service"
+            )
+        if not 0 < fe.port < 65536 or any(not 0 < ep.port < 65536 for ep in eps):
+            raise ValueError(f"{where}: ports must be 1..65535")
+        fam = _family(fe)
+        try:
+            if fam == "4":
+                return fam, st.fe4_key(fe), [st.ep4(ep) for ep in eps]
+            return fam, st.fe6_key(fe), [st.ep6(ep) for ep in eps]
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"{where}: {exc}; every endpoint must be an IPv{fam} address like its frontend"
+            ) from exc
 
     def _stage_service(self, svc: LbService, staged: _Staged) -> None:
-        self._validate(svc)
         old = self._services.get(svc.key)
-        svc_id = self._svc_ids.get(svc.key) or self._alloc_id()
-        self._svc_ids[svc.key] = svc_id
+        todo = []
         for fe, eps in svc.frontends.items():
             state = self._fe.get(fe)
             unchanged = (
@@ -512,11 +380,14 @@ class Datapath:
                 and old.policy == svc.policy
                 and old.frontends.get(fe) == eps
             )
-            if unchanged:
-                continue
+            if not unchanged:
+                todo.append((fe, state, self._encode(svc, fe, eps)))
+        svc_id = self._svc_ids.get(svc.key) or self._alloc_id()
+        self._svc_ids[svc.key] = svc_id
+        for fe, state, (fam, key, encoded) in todo:
             if state is not None and state.owner not in (None, svc.key):
                 log.warning("frontend %s moves from %s to %s", fe, state.owner, svc.key)
-            self._stage_write(svc, svc_id, fe, eps, state, staged)
+            self._stage_write(svc, svc_id, fe, fam, key, encoded, state, staged)
         if old is not None:
             for fe in old.frontends:
                 state = self._fe.get(fe)
@@ -529,35 +400,28 @@ class Datapath:
         svc: LbService,
         svc_id: int,
         fe: Frontend,
-        eps: tuple[Endpoint, ...],
+        fam: str,
+        key: ct.Structure,
+        encoded: list[ct.Structure],
         state: _FeState | None,
         staged: _Staged,
     ) -> None:
-        fam = _family(fe)
-        if fam == "4":
-            key: ct.Structure = st.fe4_key(fe)
-            val: ct.Structure = st.Fe4Val()
-            encode, inline = st.ep4, st.INLINE4
-        else:
-            key, val, encode, inline = st.fe6_key(fe), st.Fe6Val(), st.ep6, st.INLINE6
-        encoded = [encode(ep) for ep in eps]
-        epset = self._alloc_id() if len(eps) > inline else 0
+        val: ct.Structure = st.Fe4Val() if fam == "4" else st.Fe6Val()
+        inline = st.INLINE4 if fam == "4" else st.INLINE6
+        count = len(encoded)
+        epset = self._alloc_id() if count > inline else 0
         for i, ep in enumerate(encoded[:inline]):
             val.ep[i] = ep
-        for i in range(inline, len(encoded)):
-            staged.ep_keys[fam].append(st.EpxKey(epset=epset, idx=i))
-            staged.ep_vals[fam].append(encoded[i])
+        for i in range(inline, count):
+            staged.ep_items[fam].append((st.EpxKey(epset=epset, idx=i), encoded[i], True))
         val.hdr.svc_id = svc_id
         val.hdr.epset = epset
-        val.hdr.count = len(eps)
+        val.hdr.count = count
         val.hdr.policy = st.POLICY[svc.policy]
-        staged.fe_keys[fam].append(key)
-        staged.fe_vals[fam].append(val)
-        if state is None:
-            staged.fe_new[fam] += 1
-        else:
+        staged.fe_items[fam].append((key, val, state is None))
+        if state is not None:
             self._stage_overflow_drop(fam, state, staged)
-        self._fe[fe] = _FeState(svc.key, svc_id, epset, len(eps))
+        self._fe[fe] = _FeState(svc.key, svc_id, epset, count)
 
     def _stage_overflow_drop(self, fam: str, state: _FeState, staged: _Staged) -> None:
         inline = st.INLINE4 if fam == "4" else st.INLINE6
@@ -576,11 +440,9 @@ class Datapath:
         # Order keeps every lookup valid: a frontend value is written only after the
         # overflow endpoints it names exist, and old entries go only once unreferenced.
         for fam in ("4", "6"):
-            ep = self.maps["ep" + fam]
-            ep.write(staged.ep_keys[fam], staged.ep_vals[fam], new=len(staged.ep_keys[fam]))
+            self.maps["ep" + fam].write(staged.ep_items[fam])
         for fam in ("4", "6"):
-            fe = self.maps["fe" + fam]
-            fe.write(staged.fe_keys[fam], staged.fe_vals[fam], new=staged.fe_new[fam])
+            self.maps["fe" + fam].write(staged.fe_items[fam])
         for fam in ("4", "6"):
             self.maps["fe" + fam].remove(staged.fe_del[fam])
             self.maps["ep" + fam].remove(staged.ep_del[fam])
@@ -605,6 +467,7 @@ class Datapath:
             for name, emap in self.maps.items():
                 out[f"capacity_{name}"] = emap.capacity
                 out[f"entries_{name}"] = emap.count
+                out[f"shards_{name}"] = len(emap.shards)
             out.update(self.counters())
             return out
 
@@ -716,19 +579,23 @@ def inspect(bpffs: str) -> dict[str, Any]:
         maps: dict[str, Any] = {}
         svc_ids: set[int] = set()
         endpoints = frontends = 0
-        for name, (key_t, val_t) in ELASTIC.items():
-            path = root / f"{name}_inner"
-            if not path.exists():
-                continue
-            fd = lb.obj_get(str(path))
-            fds.append(fd)
-            keys, vals = lb.lookup_all(fd, key_t, val_t)
-            maps[name] = {"capacity": lb.map_info(fd).max_entries, "entries": len(keys)}
-            if name.startswith("fe"):
-                frontends += len(keys)
-                for val in vals:
-                    svc_ids.add(val.hdr.svc_id)
-                    endpoints += val.hdr.count
+        for name, (key_t, val_t, _slot) in ELASTIC.items():
+            summary = {"capacity": 0, "entries": 0, "shards": 0}
+            i = 0
+            while (path := root / f"{name}_inner_{i}").exists():
+                fd = lb.obj_get(str(path))
+                fds.append(fd)
+                keys, vals = lb.lookup_all(fd, key_t, val_t)
+                summary["capacity"] += lb.map_info(fd).max_entries
+                summary["entries"] += len(keys)
+                summary["shards"] += 1
+                if name.startswith("fe"):
+                    frontends += len(keys)
+                    for val in vals:
+                        svc_ids.add(val.hdr.svc_id)
+                        endpoints += val.hdr.count
+                i += 1
+            maps[name] = summary
         out["maps"] = maps
         out["services"] = len(svc_ids)
         out["frontends"] = frontends

@@ -17,7 +17,10 @@ BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 HEADER = BPF_DIR / "kmesh_node.h"
 
 MAGIC = 0x4B4D4E31
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
+SLOTS = 1024
+HASH_MUL = 0x9E3779B1
+EPSET_MUL = 65599
 INLINE4 = 5
 INLINE6 = 3
 POLICY = {LbPolicy.RANDOM: 0, LbPolicy.ROUND_ROBIN: 1}
@@ -112,17 +115,18 @@ def expected_version() -> Version:
     return Version(magic=MAGIC, layout=LAYOUT_VERSION, inline4=INLINE4, inline6=INLINE6)
 
 
-def _be32(addr: ipaddress.IPv4Address) -> int:
-    # Stored as the kernel holds it: the 4 address bytes in memory order.
-    return int.from_bytes(addr.packed, "little")
+def _be32(addr: str) -> int:
+    # Stored as the kernel holds it: the 4 address bytes in memory order. inet_pton is
+    # strict (no shorthand forms) and ~10x faster than ipaddress for bulk loads.
+    return int.from_bytes(socket.inet_pton(socket.AF_INET, addr), "little")
 
 
 def _be16(port: int) -> int:
     return socket.htons(port)
 
 
-def _v6_words(addr: ipaddress.IPv6Address) -> tuple[int, int, int, int]:
-    b = addr.packed
+def _v6_words(addr: str) -> tuple[int, int, int, int]:
+    b = socket.inet_pton(socket.AF_INET6, addr)
     return tuple(int.from_bytes(b[i : i + 4], "little") for i in range(0, 16, 4))  # type: ignore[return-value]
 
 
@@ -132,7 +136,7 @@ def is_v6(fe: Frontend) -> bool:
 
 def fe4_key(fe: Frontend) -> Fe4Key:
     return Fe4Key(
-        addr=_be32(ipaddress.IPv4Address(fe.address)),
+        addr=_be32(fe.address),
         port=_be16(fe.port),
         proto=PROTO[fe.protocol],
     )
@@ -140,17 +144,17 @@ def fe4_key(fe: Frontend) -> Fe4Key:
 
 def fe6_key(fe: Frontend) -> Fe6Key:
     k = Fe6Key(port=_be16(fe.port), proto=PROTO[fe.protocol])
-    k.addr[:] = _v6_words(ipaddress.IPv6Address(fe.address))
+    k.addr[:] = _v6_words(fe.address)
     return k
 
 
 def ep4(ep: Endpoint) -> Ep4:
-    return Ep4(addr=_be32(ipaddress.IPv4Address(ep.address)), port=_be16(ep.port))
+    return Ep4(addr=_be32(ep.address), port=_be16(ep.port))
 
 
 def ep6(ep: Endpoint) -> Ep6:
     e = Ep6(port=_be16(ep.port))
-    e.addr[:] = _v6_words(ipaddress.IPv6Address(ep.address))
+    e.addr[:] = _v6_words(ep.address)
     return e
 
 
@@ -162,6 +166,25 @@ def decode_fe4(key: Fe4Key) -> Frontend:
 def decode_fe6(key: Fe6Key) -> Frontend:
     raw = b"".join(w.to_bytes(4, "little") for w in key.addr)
     return Frontend(str(ipaddress.IPv6Address(raw)), socket.ntohs(key.port), _l4(key.proto))
+
+
+def _slot(x: int) -> int:
+    # == kmn_shard() in bpf/sock_addr.c: fold, 32-bit multiplicative hash, bits 16.. as slot
+    x ^= x >> 16
+    return (((x * HASH_MUL) & 0xFFFFFFFF) >> 16) & (SLOTS - 1)
+
+
+def slot_fe4(key: Fe4Key) -> int:
+    return _slot(key.addr ^ (key.port << 16) ^ key.proto)
+
+
+def slot_fe6(key: Fe6Key) -> int:
+    a = key.addr
+    return _slot(a[0] ^ a[1] ^ a[2] ^ a[3] ^ (key.port << 16) ^ key.proto)
+
+
+def slot_epx(key: EpxKey) -> int:
+    return _slot((key.epset * EPSET_MUL + key.idx) & 0xFFFFFFFF)
 
 
 def _l4(proto: int) -> L4Proto:

@@ -176,3 +176,38 @@ def test_resize_under_lookups_loses_nothing(lab: Lab, dp: Datapath) -> None:
     peers = json.loads(out)["peers"]
     assert len(peers) == 3_000
     assert set(peers) <= expected_peers(hot), collections.Counter(peers)
+
+
+def test_refused_service_changes_nothing(lab: Lab, dp: Datapath) -> None:
+    good = service(8)
+    dp.upsert(good)
+    bad = LbService(good.key, LbPolicy.RANDOM, {Frontend(vip(8), 80): (Endpoint("fd00::1", 80),)})
+    with pytest.raises(ValueError, match="IPv4"):
+        dp.upsert(bad)
+    assert set(probe_tcp(lab, [(vip(8), 80)] * 5)) <= expected_peers(good)
+
+
+def test_stress_loops_knob_compiles_a_bounded_loop(lab: Lab) -> None:
+    with pytest.raises(RuntimeError, match="stress-loops"):
+        Datapath.open(str(lab.bpffs), str(lab.cgroup), stress_loops=-1)
+    with Datapath.open(str(lab.bpffs), str(lab.cgroup), stress_loops=65_535) as dp:
+        svc = service(9)
+        dp.upsert(svc)
+        assert set(probe_tcp(lab, [(vip(9), 80)] * 5)) <= expected_peers(svc)
+
+
+def test_one_million_endpoints(lab: Lab, dp: Datapath) -> None:
+    services = {}
+    for i in range(1_000):
+        eps = tuple(Endpoint(f"10.244.{j // 250}.{j % 250 + 1}", PORT) for j in range(1_000))
+        services[f"ns/big{i}"] = LbService(
+            f"ns/big{i}", LbPolicy.ROUND_ROBIN, {Frontend(vip(i), 80): eps}
+        )
+    dp.apply(services)
+    state = dp.state()
+    assert state["endpoints"] == 1_000_000
+    assert state["entries_ep4"] == 1_000 * (1_000 - 5)  # all but the inline ones
+    # round robin over 1,000 endpoints: 20 consecutive connects to one VIP are 20 distinct
+    # endpoints (mostly in the overflow map); a sample of VIPs answers from its own set
+    peers = probe_tcp(lab, [(vip(123), 80)] * 20 + [(vip(i), 80) for i in range(0, 1_000, 50)])
+    assert len(set(peers[:20])) == 20 and not any(p.startswith("error") for p in peers), peers
