@@ -89,6 +89,7 @@ class FakeApiServer:
         self.min_rv = 0  # watches from a version below this get 410 (compaction)
         self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in API_VERSIONS}
         self.history: dict[str, list[tuple[int, str, str]]] = {k: [] for k in API_VERSIONS}
+        self.raw: dict[str, list[str]] = {k: [] for k in API_VERSIONS}
         self.fail_next = 0  # this many next requests answer 500
         self.fail_watches = False  # every watch request answers 500 while set
         self.requests: list[tuple[float, str, dict[str, str], int]] = []  # (t, path, query, code)
@@ -166,6 +167,13 @@ class FakeApiServer:
                 self.history[kind].append(
                     (self.rv, "BOOKMARK", json.dumps({"type": "BOOKMARK", "object": body}))
                 )
+            self._cond.notify_all()
+
+    def inject_raw(self, kind: str, line: str) -> None:
+        """Send one raw line (garbage, for robustness tests) once, on the open or next
+        `kind` watch."""
+        with self._cond:
+            self.raw[kind].append(line)
             self._cond.notify_all()
 
     def compact(self) -> None:
@@ -273,6 +281,7 @@ class FakeApiServer:
                         with api._cond:
                             while (
                                 len(api.history[kind]) <= sent
+                                and not api.raw[kind]
                                 and api._generation == generation
                                 and time.monotonic() < deadline
                             ):
@@ -281,6 +290,8 @@ class FakeApiServer:
                                 return
                             lines = [line for _, _, line in api.history[kind][sent:]]
                             sent = len(api.history[kind])
+                            lines += api.raw[kind]
+                            api.raw[kind].clear()
                         for line in lines:
                             self._chunk(line.encode() + b"\n")
                 finally:

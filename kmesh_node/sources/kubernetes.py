@@ -28,6 +28,7 @@ import os
 import queue
 import random
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -210,6 +211,9 @@ class _Reflector:
         finally:
             with self._lock:
                 self._response = None
+            # Close, not just release: a stream left mid-way must not go back to the pool
+            # with unread bytes (the next request on it would read garbage).
+            resp.close()
             resp.release_conn()
 
     def interrupt(self) -> None:
@@ -233,17 +237,34 @@ class _Reflector:
                     self.lists += 1
                     self._out.put(("list", self.kind, items))
                     backoff = self._backoff_initial
-                for event in self._watch(version):
-                    backoff = self._backoff_initial
-                    version = self._handle(event, version)
+                started, events = time.monotonic(), 0
+                # closing(): a watch left early (an error event) must drop its connection now.
+                with contextlib.closing(self._watch(version)) as stream:
+                    for event in stream:
+                        backoff = self._backoff_initial
+                        events += 1
+                        version = self._handle(event, version)
+                if events == 0 and time.monotonic() - started < 1.0 and not self._stop.is_set():
+                    # A proxy that closes every stream at once must not make a busy loop.
+                    raise ApiError(f"watch {self.kind} ended at once without an event")
+                continue  # the server ended the watch (timeoutSeconds): watch again
             except Gone as exc:
-                log.info("%s: version %s expired (%s); listing again", self.kind, version, exc)
-                version = None
+                if version is None:  # the list itself expired (a stale continue token)
+                    failure: Exception = ApiError(f"list {self.kind}: 410 Gone ({exc})")
+                else:
+                    log.info("%s: version %s expired (%s); listing again", self.kind, version, exc)
+                    version = None
+                    continue
             except ApiError as exc:
-                delay = backoff / 2 + random.uniform(0, backoff / 2)
-                log.warning("%s: %s; retrying in %.2fs", self.kind, exc, delay)
-                backoff = min(self._backoff_cap, backoff * 2)
-                self._stop.wait(delay)
+                failure = exc
+            except Exception as exc:
+                # A malformed answer must not kill the thread and freeze the services.
+                log.exception("%s: unexpected failure", self.kind)
+                failure, version = exc, None
+            delay = backoff / 2 + random.uniform(0, backoff / 2)
+            log.warning("%s: %s; retrying in %.2fs", self.kind, failure, delay)
+            backoff = min(self._backoff_cap, backoff * 2)
+            self._stop.wait(delay)
 
     def _handle(self, event: Mapping[str, Any], version: str) -> str:
         kind, obj = event.get("type"), event.get("object") or {}

@@ -171,7 +171,7 @@ class ServiceStore:
             if previous is not None:
                 self._release(key, previous.frontends)
                 del self._emitted[key]
-                self._sink.delete(key)
+                self._tell_delete(key)
             return
         full = translate(spec, self._slices_of.get(key, {}).values(), self._default)
         reported = self._reported.setdefault(key, set())
@@ -202,12 +202,25 @@ class ServiceStore:
             # Every frontend is taken by others: nothing of this service can be served.
             if previous is not None:
                 del self._emitted[key]
-                self._sink.delete(key)
+                self._tell_delete(key)
             return
         svc = full if len(granted) == len(full.frontends) else LbService(key, full.policy, granted)
         if svc != previous:
+            try:
+                self._sink.upsert(svc)
+            except Exception as exc:
+                # One service the datapath cannot take (e.g. its maps are full) must not stop
+                # the others; it is retried when it changes again.
+                log.exception("the sink failed to take Service %s", key)
+                self._report(key, f"the datapath refused it ({exc}); see the agent log")
+                return
             self._emitted[key] = svc
-            self._sink.upsert(svc)
+
+    def _tell_delete(self, key: str) -> None:
+        try:
+            self._sink.delete(key)
+        except Exception:
+            log.exception("the sink failed to delete Service %s", key)
 
     def _report(self, key: str, reason: str) -> None:
         reject(self._sink, self._service_where.get(key, "?"), f"Service {key}", reason)

@@ -224,3 +224,27 @@ def test_resync_of_one_kind_keeps_the_other_and_marked_objects() -> None:
     assert set(sink.services) == {"default/a", "default/b"}
     assert sink.services["default/a"].endpoint_count() == 1  # slices untouched
     assert sink.synced_count == 1
+
+
+def test_a_sink_failure_for_one_service_is_reported_and_the_others_go_on() -> None:
+    store, sink = make()
+    real_upsert = sink.upsert
+
+    def picky(svc: Any) -> None:
+        if svc.key == "default/bad":
+            raise RuntimeError("map full")
+        real_upsert(svc)
+
+    sink.upsert = picky
+    store.put_service(s("bad", "10.96.0.1"), "b.yaml")
+    store.put_service(s("good", "10.96.0.2"), "g.yaml")
+    store.flush()
+    assert set(sink.services) == {"default/good"}
+    [rej] = sink.rejections
+    assert rej.obj == "Service default/bad" and "map full" in rej.reason
+    assert rej.where == "b.yaml"
+    # Retried at its next change, once the sink takes it.
+    sink.upsert = real_upsert
+    store.put_slice(sl("bad-1", "bad", ["10.0.0.1"]))
+    store.flush()
+    assert sink.services["default/bad"].endpoint_count() == 1
