@@ -214,10 +214,18 @@ class Datapath:
         top = 0
         for fam, decode in (("4", st.decode_fe4), ("6", st.decode_fe6)):
             keys, vals = self.maps["fe" + fam].items()
+            referenced: dict[int, int] = {}
             for key, val in zip(keys, vals, strict=True):
                 h = val.hdr
                 self._fe[decode(key)] = _FeState(None, h.svc_id, h.epset, h.count)
+                referenced[h.epset] = h.count
                 top = max(top, h.svc_id, h.epset)
+            # A run that died between writing and dropping overflow entries left orphans.
+            ep_keys, _vals = self.maps["ep" + fam].items()
+            orphans = [k for k in ep_keys if k.idx >= referenced.get(k.epset, 0)]
+            if orphans:
+                log.info("dropping %d orphaned overflow endpoints", len(orphans))
+                self.maps["ep" + fam].remove(orphans)
         self._next_id = top + 1
         log.info("adopted %d pinned frontends from %s", len(self._fe), self.bpffs)
 

@@ -131,6 +131,9 @@ class ShardedMap:
         # A run died in the middle of a re-shard: rebuild from the union of what is there.
         log.warning("%s: slots in an interrupted resize; rebuilding from %d maps", self.name, n)
         keys, vals = self._read_all(fds)
+        unique = {bytes(k): i for i, k in enumerate(keys)}  # a key may sit in old and new
+        keys = [keys[i] for i in unique.values()]
+        vals = [vals[i] for i in unique.values()]
         self.shards = [_Shard(fd, 0, 0) for fd in fds]
         self._reshard(keys, vals, self._shards_for(len(keys)))
 
