@@ -3,11 +3,11 @@
 PyYAML's CSafeLoader parses in C but constructs every node in Python: per scalar, the
 implicit resolver runs a handful of regular expressions and the constructor dispatches
 through several generic layers. Manifests are almost all plain strings and small
-integers, so here libyaml composes the node tree (CBaseLoader: no implicit resolution),
-and a tight walk builds dicts/lists, resolving only the scalars that could be something
-other than a string (their first character is one YAML 1.1's resolvers look at) through
-PyYAML's own resolver and SafeConstructor. Documents with explicit tags ("!") or merge keys
-("<<") are handed to CSafeLoader whole, so results always equal `yaml.safe_load`.
+integers, so here libyaml composes the node tree (without tag resolution), and a tight
+walk builds dicts/lists, resolving only the scalars that could be something other than a
+string (their first character is one YAML 1.1's resolvers look at) through PyYAML's own
+resolver and SafeConstructor. Documents with explicit tags ("!"), merge keys ("<<") or
+anchors ("&") are handed to CSafeLoader whole, so results always equal `yaml.safe_load`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, ScalarNode
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 try:
@@ -23,17 +23,17 @@ try:
 except ImportError:  # PyYAML built without libyaml: still correct, just not fast
     _Parser = None
 _STR = "tag:yaml.org,2002:str"
-_MAP = "tag:yaml.org,2002:map"
-_SEQ = "tag:yaml.org,2002:seq"
-_DEFAULT_TAG = {ScalarNode: _STR, SequenceNode: _SEQ, MappingNode: _MAP}
 
 
 class _NodeLoader(_Parser or yaml.BaseLoader):  # type: ignore[misc]
-    """libyaml's composer with a resolver that does nothing: every node keeps its default
-    tag (explicit tags still come through). The composer calls these three per node."""
+    """libyaml's composer without tag resolution: the composer calls these three per node.
+
+    The tags they leave are never read: documents with explicit tags, the only tags that
+    matter here, are loaded by CSafeLoader instead.
+    """
 
     def resolve(self, kind: type, value: Any, implicit: Any) -> str:
-        return _DEFAULT_TAG[kind]
+        return _STR
 
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         pass
@@ -47,10 +47,6 @@ class _NodeLoader(_Parser or yaml.BaseLoader):  # type: ignore[misc]
 _MAYBE_TYPED = frozenset("yYnNtTfFoO-+0123456789.~<=")
 _resolver = yaml.resolver.Resolver()
 _constructor = yaml.constructor.SafeConstructor()
-
-
-class _Fallback(Exception):
-    """This document needs the full loader."""
 
 
 # The only plain scalars starting with a letter that YAML 1.1 (PyYAML's resolver) does not
@@ -78,41 +74,23 @@ def _typed_scalar(node: ScalarNode) -> Any:
     )
 
 
-def _build(node: Any, memo: dict[int, Any]) -> Any:
+def _build(node: Any) -> Any:
     kind = type(node)
     if kind is ScalarNode:
-        if node.tag != _STR:
-            raise _Fallback
-        if not node.style and (not node.value or node.value[0] in _MAYBE_TYPED):
-            return _typed_scalar(node)
-        return node.value
-    done = memo.get(id(node))
-    if done is not None:  # an alias: the same object, as PyYAML does
-        return done
+        value = node.value
+        if node.style or (value and value[0] not in _MAYBE_TYPED):
+            return value  # quoted, block, or plainly a string
+        return _typed_scalar(node)
     if kind is MappingNode:
-        if node.tag != _MAP:
-            raise _Fallback
-        mapping: dict[Any, Any] = {}
-        memo[id(node)] = mapping
-        for key_node, value_node in node.value:
-            try:
-                mapping[_build(key_node, memo)] = _build(value_node, memo)
-            except TypeError:  # unhashable key: let PyYAML report it
-                raise _Fallback from None
-        return mapping
-    if kind is SequenceNode:
-        if node.tag != _SEQ:
-            raise _Fallback
-        sequence: list[Any] = []
-        memo[id(node)] = sequence
-        sequence.extend(_build(item, memo) for item in node.value)
-        return sequence
-    raise _Fallback
+        return {_build(k): _build(v) for k, v in node.value}
+    return [_build(item) for item in node.value]
 
 
 def load(text: str) -> Any:
     """Like `yaml.safe_load(text)` (one document); raises yaml.YAMLError the same way."""
-    if "!" in text or "<<" in text:
+    # Tags ("!"), merge keys ("<<") and anchors ("&": aliases must share one object, and
+    # a "billion laughs" must not be expanded) go to the full loader.
+    if "!" in text or "<<" in text or "&" in text:
         return yaml.load(text, Loader=_SafeLoader)
     loader = _NodeLoader(text)
     try:
@@ -122,6 +100,6 @@ def load(text: str) -> Any:
     if node is None:
         return None
     try:
-        return _build(node, {})
-    except _Fallback:
+        return _build(node)
+    except TypeError:  # an unhashable key: let PyYAML report it as YAML
         return yaml.load(text, Loader=_SafeLoader)
