@@ -322,6 +322,54 @@ def test_watch_survives_broken_save_then_fix(tmp_path: Path) -> None:
         assert sink.wait_for(lambda s: addresses(s, "default/a", "10.96.0.1") == ["10.0.0.4"])
 
 
+def test_watch_falls_back_to_polling_without_inotify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inotify_simple
+
+    def no_watches(*args: Any, **kwargs: Any) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(inotify_simple, "INotify", no_watches)
+    write(tmp_path / "a.yaml", dump(*pair("a", "10.96.0.1", ["10.0.0.1"])))
+    with running(tmp_path, inotify=True) as sink:
+        assert set(sink.services) == {"default/a"}
+        write(tmp_path / "b.yaml", dump(*pair("b", "10.96.0.2", ["10.0.0.2"])))
+        assert sink.wait_for(lambda s: "default/b" in s.services)
+
+
+def test_watch_comes_back_when_the_directory_is_recreated(tmp_path: Path) -> None:
+    watched = tmp_path / "manifests"
+    watched.mkdir()
+    write(watched / "a.yaml", dump(*pair("a", "10.96.0.1", ["10.0.0.1"])))
+    with running(watched, inotify=True) as sink:
+        (watched / "a.yaml").unlink()
+        assert sink.wait_for(lambda s: s.services == {})
+        watched.rmdir()
+        watched.mkdir()
+        write(watched / "b.yaml", dump(*pair("b", "10.96.0.2", ["10.0.0.2"])))
+        assert sink.wait_for(lambda s: set(s.services) == {"default/b"})
+        write(watched / "c.yaml", dump(*pair("c", "10.96.0.3", ["10.0.0.3"])))
+        assert sink.wait_for(lambda s: set(s.services) == {"default/b", "default/c"})
+
+
+def test_object_defined_twice_in_one_file_first_definition_wins(tmp_path: Path) -> None:
+    first = service("web", "10.96.0.1")
+    second = service("web", "10.96.0.2")
+    write(tmp_path / "a.yaml", dump(first, second))
+    _, sink = scan(tmp_path)
+    assert set(sink.services["default/web"].frontends) == {Frontend("10.96.0.1", 80)}
+    [rej] = sink.rejections
+    assert rej.obj == "Service default/web" and "document 2" in rej.reason
+
+
+def test_directories_named_like_manifests_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "dir.yaml").mkdir()
+    write(tmp_path / "a.yaml", dump(*pair("a", "10.96.0.1", ["10.0.0.1"])))
+    _, sink = scan(tmp_path)
+    assert set(sink.services) == {"default/a"} and sink.rejections == []
+
+
 # --- open_source ---------------------------------------------------------------------
 
 
