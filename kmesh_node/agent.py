@@ -121,13 +121,15 @@ def run_command(args: Any) -> int:
 
     try:
         metrics.start(args.metrics)
+        host, port = metrics.address or ("?", 0)
         log.info(
-            "kmesh-node running: source %s, cgroup %s, pins %s%s, metrics %s",
+            "kmesh-node running: source %s, cgroup %s, pins %s%s, metrics http://%s:%d/metrics",
             args.source,
             args.cgroup,
             args.bpffs,
             " (adopted)" if datapath.adopted else "",
-            args.metrics,
+            host,
+            port,
         )
         thread = threading.Thread(target=follow, name="source", daemon=True)
         thread.start()

@@ -259,28 +259,32 @@ class ShardedMap:
         """Write (key, value, is_new) items, growing shards first where they would overflow."""
         if not items:
             return
-        new_per_shard = [0] * len(self.shards)
-        for key, _val, is_new in items:
-            if is_new:
-                new_per_shard[self.shard_of(key)] += 1
-        overflow = [i for i, s in enumerate(self.shards) if s.count + new_per_shard[i] > s.capacity]
-        if (
-            any(self.shards[i].count + new_per_shard[i] > SHARD_LIMIT for i in overflow)
-            and len(self.shards) < SLOTS
-        ):
+        slots = [self.slot_of(key) for key, _val, _new in items]  # hashed once per write
+        while True:
+            n = len(self.shards)
+            new_per_shard = [0] * n
+            for slot, (_key, _val, is_new) in zip(slots, items, strict=True):
+                if is_new:
+                    new_per_shard[slot & (n - 1)] += 1
+            overflow = [
+                i for i, sh in enumerate(self.shards) if sh.count + new_per_shard[i] > sh.capacity
+            ]
+            if n == SLOTS or all(
+                self.shards[i].count + new_per_shard[i] <= SHARD_LIMIT for i in overflow
+            ):
+                break
             keys, vals = self._read_all([s.fd for s in self.shards])
             total = len(keys) + sum(new_per_shard)
-            self._reshard(keys, vals, max(len(self.shards) * 2, self._shards_for(total)))
-            return self.write(items)
+            self._reshard(keys, vals, max(n * 2, self._shards_for(total)))
         for i in overflow:
             need = self.shards[i].count + new_per_shard[i]
             cap = pow2_at_least(need + need // 4)
-            if len(self.shards) < SLOTS:
+            if n < SLOTS:
                 cap = min(cap, SHARD_LIMIT)
             self._resize_shard(i, cap)
-        groups: list[list[int]] = [[] for _ in self.shards]
-        for idx, (key, _val, _new) in enumerate(items):
-            groups[self.shard_of(key)].append(idx)
+        groups: list[list[int]] = [[] for _ in range(n)]
+        for idx, slot in enumerate(slots):
+            groups[slot & (n - 1)].append(idx)
         for i, members in enumerate(groups):
             if members:
                 self._write_fd(
@@ -289,7 +293,6 @@ class ShardedMap:
                     [items[m][1] for m in members],
                 )
                 self.shards[i].count += new_per_shard[i]
-        return None
 
     def remove(self, keys: Sequence[ct.Structure]) -> None:
         groups: list[list[ct.Structure]] = [[] for _ in self.shards]

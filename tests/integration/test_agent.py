@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,12 @@ def test_run_serves_manifests_and_status_reports(lab: Lab, agents: Any) -> None:
     assert {link["cgroup"] for link in info["links"].values()} == {str(lab.cgroup)}
     text = kmesh_node("status", "--bpffs", str(lab.bpffs))
     assert "services 2" in text.stdout
+    url = re.search(r"metrics (http://\S+)", agent.log())
+    assert url, agent.log()
+    with urllib.request.urlopen(url.group(1), timeout=10) as resp:
+        scraped = resp.read().decode()
+    assert re.search(r"^kmesh_node_services 2(\.0)?$", scraped, re.M), scraped[:2000]
+    assert re.search(r"^kmesh_node_endpoints 4(\.0)?$", scraped, re.M), scraped[:2000]
     assert agent.stop() == 0
     # SIGTERM left the datapath working
     assert set(peers(lab, [(VIP_B, HTTP_PORT)])) == {f"{EPS_B[0]}:{TARGET_PORT}"}
