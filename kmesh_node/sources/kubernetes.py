@@ -30,6 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,6 +38,7 @@ import urllib3
 from kubernetes import config as kube_config
 from kubernetes.client import Configuration
 from kubernetes.client.rest import RESTClientObject
+from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from kmesh_node.model import LbPolicy, Sink
 from kmesh_node.sources.gcpause import gc_paused
@@ -53,6 +55,7 @@ from kmesh_node.translate import (
 log = logging.getLogger(__name__)
 
 WHERE = "kubernetes"
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # kind -> (collection path across all namespaces, apiVersion of its items)
 RESOURCES = {
     "Service": ("/api/v1/services", "v1"),
@@ -68,16 +71,20 @@ class ApiError(Exception):
     """Any other failed request; retried with backoff."""
 
 
-def load_config(kubeconfig: str | None = None) -> Configuration:
-    """In-cluster service account, else `kubeconfig`, $KUBECONFIG or ~/.kube/config."""
+def load_config(
+    kubeconfig: str | None = None, service_account: Path = SERVICE_ACCOUNT_DIR
+) -> Configuration:
+    """`kubeconfig` when given; else the in-cluster service account (in a pod); else
+    $KUBECONFIG or ~/.kube/config."""
     cfg = Configuration()
     try:
         if kubeconfig:
             kube_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-        elif os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(
-            "/var/run/secrets/kubernetes.io/serviceaccount/token"
-        ):
-            kube_config.load_incluster_config(client_configuration=cfg)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST") and (service_account / "token").exists():
+            InClusterConfigLoader(
+                token_filename=str(service_account / "token"),
+                cert_filename=str(service_account / "ca.crt"),
+            ).load_and_set(cfg)
         else:
             # Read $KUBECONFIG now: the client package reads it once, at import time.
             kube_config.load_kube_config(

@@ -252,3 +252,21 @@ def test_missing_kubeconfig_says_what_to_do(
         with pytest.raises(RuntimeError) as info:
             open_source(spec, fakes.RecordingSink(), LbPolicy.RANDOM)
         assert "KUBECONFIG" in str(info.value) and "manifests:DIR" in str(info.value)
+
+
+def test_in_cluster_service_account_is_used_in_a_pod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "token").write_text("pod-token")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "not-used"))
+    cfg = load_config(service_account=tmp_path)
+    assert cfg.host == "https://10.96.0.1:443"
+    assert cfg.ssl_ca_cert == str(tmp_path / "ca.crt")
+    assert cfg.auth_settings()["BearerToken"]["value"].lower() == "bearer pod-token"
+    # Outside a pod (no service host), the same call goes to the kubeconfig, and says so.
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    with pytest.raises(RuntimeError, match="KUBECONFIG"):
+        load_config(service_account=tmp_path)
