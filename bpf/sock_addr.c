@@ -7,7 +7,7 @@
  * load fresh programs against the maps the previous run pinned.
  *
  * Map shape (memory follows the load): each KMN_FD_* map is an ARRAY_OF_MAPS of
- * KMN_SLOTS slots over BPF_F_NO_PREALLOC hash shards (see kmesh_node.h). To resize, the
+ * KMN_*_SLOTS slots over BPF_F_NO_PREALLOC hash shards (see kmesh_node.h). To resize, the
  * agent builds new shards, fills them, and re-points slots: a program sees, per slot,
  * either the old or the new shard, both complete.
  */
@@ -53,12 +53,13 @@ static __always_inline __u32 kmn_pick(struct kmn_fe_hdr *h, __u32 count)
 	return bpf_get_prandom_u32() % count;
 }
 
-/* The shard holding keys whose hash input is `x` (mirrored in structs.slot()). */
-static __always_inline void *kmn_shard(void *outer, __u32 x)
+/* The shard holding keys whose hash input is `x` in an outer map of `slots` slots
+ * (mirrored in structs.hash16()). */
+static __always_inline void *kmn_shard(void *outer, __u32 x, __u32 slots)
 {
 	/* fold first: ClusterIPs differ in their last octets, the high bits of x */
 	x ^= x >> 16;
-	__u32 slot = ((x * KMN_HASH_MUL) >> 16) & (KMN_SLOTS - 1);
+	__u32 slot = ((x * KMN_HASH_MUL) >> 16) & (slots - 1);
 	return bpf_map_lookup_elem(outer, &slot);
 }
 
@@ -66,7 +67,7 @@ static __always_inline void *kmn_shard(void *outer, __u32 x)
 static __always_inline void *kmn_overflow(void *outer, __u32 epset, __u32 idx)
 {
 	struct kmn_epx_key ek = {.epset = epset, .idx = idx};
-	void *inner = kmn_shard(outer, epset * KMN_EPSET_MUL + idx);
+	void *inner = kmn_shard(outer, epset * KMN_EPSET_MUL + idx, KMN_EP_SLOTS);
 	if (!inner)
 		return 0;
 	return bpf_map_lookup_elem(inner, &ek);
@@ -82,7 +83,7 @@ static __always_inline int kmn_lb4(struct bpf_sock_addr *ctx, struct kmn_ep4 *ou
 		.proto = (__u8)ctx->protocol,
 	};
 	void *inner = kmn_shard(KMN_MAP(KMN_FD_FE4),
-				key.addr ^ ((__u32)key.port << 16) ^ key.proto);
+				key.addr ^ ((__u32)key.port << 16) ^ key.proto, KMN_FE_SLOTS);
 	if (!inner)
 		return 0;
 	struct kmn_fe4_val *v = bpf_map_lookup_elem(inner, &key);
@@ -167,7 +168,7 @@ int kmn_connect6(struct bpf_sock_addr *ctx)
 
 	void *inner = kmn_shard(KMN_MAP(KMN_FD_FE6), key.addr[0] ^ key.addr[1] ^ key.addr[2] ^
 							  key.addr[3] ^ ((__u32)key.port << 16) ^
-							  key.proto);
+							  key.proto, KMN_FE_SLOTS);
 	if (!inner)
 		return 1;
 	struct kmn_fe6_val *v = bpf_map_lookup_elem(inner, &key);

@@ -21,7 +21,7 @@ Layout under the pin directory (every object is pinned, inner maps included, so 
     version                   ARRAY[1] kmn_version: refuses incompatible pinned state
     counters                  PERCPU_ARRAY of u64 (no_endpoint, ...)
     orig4                     SK_STORAGE kmn_orig4 (UDP reply source rewrite)
-    {fe4,fe6,ep4,ep6}_outer   ARRAY_OF_MAPS of 1024 slots over N shards
+    {fe4,fe6,ep4,ep6}_outer   ARRAY_OF_MAPS of 128 (fe) / 1024 (ep) slots over N shards
     {fe4,fe6,ep4,ep6}_inner_<i>  the NO_PREALLOC hash shards (see kmesh_node/shardmap.py)
     prog_<hook>, link_<hook>  programs and their cgroup bpf_links
 
@@ -68,11 +68,12 @@ HOOKS: dict[str, tuple[str, int]] = {
     "recvmsg4": ("kmn_recvmsg4", lb.ATTACH_UDP4_RECVMSG),
 }
 
-ELASTIC: dict[str, tuple[type[ct.Structure], type[ct.Structure], Callable[[Any], int]]] = {
-    "fe4": (st.Fe4Key, st.Fe4Val, st.slot_fe4),
-    "fe6": (st.Fe6Key, st.Fe6Val, st.slot_fe6),
-    "ep4": (st.EpxKey, st.Ep4, st.slot_epx),
-    "ep6": (st.EpxKey, st.Ep6, st.slot_epx),
+# name -> key, value, hash of a key, slots of the outer map
+ELASTIC: dict[str, tuple[type[ct.Structure], type[ct.Structure], Callable[[Any], int], int]] = {
+    "fe4": (st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS),
+    "fe6": (st.Fe6Key, st.Fe6Val, st.hash_fe6, st.FE_SLOTS),
+    "ep4": (st.EpxKey, st.Ep4, st.hash_epx, st.EP_SLOTS),
+    "ep6": (st.EpxKey, st.Ep6, st.hash_epx, st.EP_SLOTS),
 }
 
 UNINSTALL_HINT = "run `kmesh-node uninstall --bpffs {bpffs}` to remove it, then start again"
@@ -125,7 +126,8 @@ class Datapath:
     def __init__(self, bpffs: str) -> None:
         self.bpffs = Path(bpffs)
         self.maps = {
-            name: ShardedMap(name, self.bpffs, k, v, slot) for name, (k, v, slot) in ELASTIC.items()
+            name: ShardedMap(name, self.bpffs, k, v, h, slots)
+            for name, (k, v, h, slots) in ELASTIC.items()
         }
         self._fds: dict[str, int] = {}
         self._services: dict[str, LbService] = {}
@@ -587,7 +589,7 @@ def inspect(bpffs: str) -> dict[str, Any]:
         maps: dict[str, Any] = {}
         svc_ids: set[int] = set()
         endpoints = frontends = 0
-        for name, (key_t, val_t, _slot) in ELASTIC.items():
+        for name, (key_t, val_t, _hash, _slots) in ELASTIC.items():
             summary = {"capacity": 0, "entries": 0, "shards": 0}
             i = 0
             while (path := root / f"{name}_inner_{i}").exists():

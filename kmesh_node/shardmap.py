@@ -1,8 +1,8 @@
 """Elastic eBPF hash maps whose memory follows their element count, resized without a miss.
 
-A `ShardedMap` is an ARRAY_OF_MAPS of `structs.SLOTS` slots over N BPF_F_NO_PREALLOC hash
-shards (N a power of two). Slot s holds shard s & (N - 1); a key lives in the shard of slot
-`slot_of(key)` (the same hash the programs compute). Why shards: a hash map's bucket array
+A `ShardedMap` is an ARRAY_OF_MAPS of S slots over N BPF_F_NO_PREALLOC hash shards (N a
+power of two, 1..S). Slot s holds shard s & (N - 1); a key lives in the shard of slot
+`hash_of(key) & (S - 1)` (the same hash the programs compute). Why shards: a hash map's bucket array
 larger than 32 KiB (2048 buckets) is vmalloc'd, and cold lookups into it pay TLB misses
 (~550 ns vs ~250 ns per lookup measured here over 200 of 10k keys); small shards keep every
 bucket array kmalloc'd.
@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kmesh_node import libbpf as lb
-from kmesh_node.structs import SLOTS
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +63,15 @@ class ShardedMap:
         pin_dir: Path,
         key_type: type[ct.Structure],
         val_type: type[ct.Structure],
-        slot_of: Callable[[ct.Structure], int],
+        hash_of: Callable[[ct.Structure], int],
+        slots: int,
     ) -> None:
         self.name = name
         self.pin_dir = pin_dir
         self.key_type = key_type
         self.val_type = val_type
-        self.slot_of = slot_of
+        self.hash_of = hash_of
+        self.slots = slots
         self.outer_path = pin_dir / f"{name}_outer"
         self.outer_fd = -1
         self.shards: list[_Shard] = []
@@ -85,8 +86,11 @@ class ShardedMap:
     def capacity(self) -> int:
         return sum(s.capacity for s in self.shards)
 
+    def slot_of(self, key: ct.Structure) -> int:
+        return self.hash_of(key) & (self.slots - 1)
+
     def shard_of(self, key: ct.Structure) -> int:
-        return self.slot_of(key) & (len(self.shards) - 1)
+        return self.hash_of(key) & (len(self.shards) - 1)
 
     def _inner_path(self, i: int) -> Path:
         return self.pin_dir / f"{self.name}_inner_{i}"
@@ -98,7 +102,12 @@ class ShardedMap:
             template = self._new_inner(1)
             try:
                 self.outer_fd = lb.map_create(
-                    lb.MAP_ARRAY_OF_MAPS, f"kmn_{self.name}_o", 4, 4, SLOTS, inner_map_fd=template
+                    lb.MAP_ARRAY_OF_MAPS,
+                    f"kmn_{self.name}_o",
+                    4,
+                    4,
+                    self.slots,
+                    inner_map_fd=template,
                 )
             finally:
                 os.close(template)
@@ -107,7 +116,7 @@ class ShardedMap:
             return
         self.outer_fd = lb.obj_get(str(self.outer_path))
         ids = []
-        for s in range(SLOTS):
+        for s in range(self.slots):
             map_id = ct.c_uint32(0)
             ids.append(map_id.value if lb.lookup_elem(self.outer_fd, ct.c_uint32(s), map_id) else 0)
         distinct = list(dict.fromkeys(i for i in ids if i))
@@ -115,7 +124,7 @@ class ShardedMap:
         regular = (
             n > 0
             and n & (n - 1) == 0
-            and all(ids[s] == ids[s & (n - 1)] for s in range(SLOTS))
+            and all(ids[s] == ids[s & (n - 1)] for s in range(self.slots))
             and ids[:n] == distinct
         )
         fds = [lb.map_fd_by_id(i) for i in distinct]
@@ -159,7 +168,7 @@ class ShardedMap:
         """Point every slot at the new shard list (fd, capacity, count); close the old."""
         n = len(shards)
         old = self.shards
-        self._point(range(SLOTS), [shards[s & (n - 1)][0] for s in range(SLOTS)])
+        self._point(range(self.slots), [shards[s & (n - 1)][0] for s in range(self.slots)])
         self.shards = [_Shard(fd, cap, cnt) for fd, cap, cnt in shards]
         for i, shard in enumerate(self.shards):
             replace_pin(shard.fd, self._inner_path(i))
@@ -196,10 +205,9 @@ class ShardedMap:
             pos += len(k)
         return keys, vals
 
-    @staticmethod
-    def _shards_for(total: int) -> int:
+    def _shards_for(self, total: int) -> int:
         n = 1
-        while n < SLOTS and total + total // 4 > n * TARGET_LOAD:
+        while n < self.slots and total + total // 4 > n * TARGET_LOAD:
             n *= 2
         return n
 
@@ -211,7 +219,7 @@ class ShardedMap:
         try:
             for members in groups:
                 cap = pow2_at_least(len(members) + len(members) // 4)
-                if n < SLOTS:
+                if n < self.slots:
                     cap = min(cap, max(SHARD_LIMIT, pow2_at_least(len(members))))
                 fd = self._new_inner(cap)
                 built.append((fd, cap, len(members)))
@@ -221,7 +229,7 @@ class ShardedMap:
                 os.close(fd)
             raise
         log.info(
-            "resized %s: %d shards/%d slots -> %d shards/%d slots (%d entries)",
+            "resized %s: %d shards/%d capacity -> %d shards/%d capacity (%d entries)",
             self.name,
             len(self.shards),
             self.capacity,
@@ -241,7 +249,7 @@ class ShardedMap:
         except BaseException:
             os.close(fd)
             raise
-        slots = range(i, SLOTS, len(self.shards))  # the slots s with s & (n - 1) == i
+        slots = range(i, self.slots, len(self.shards))  # the slots s with s & (n - 1) == i
         self._point(slots, [fd] * len(slots))
         replace_pin(fd, self._inner_path(i))
         os.close(shard.fd)
@@ -259,7 +267,7 @@ class ShardedMap:
         """Write (key, value, is_new) items, growing shards first where they would overflow."""
         if not items:
             return
-        slots = [self.slot_of(key) for key, _val, _new in items]  # hashed once per write
+        slots = [self.hash_of(key) for key, _val, _new in items]  # hashed once per write
         while True:
             n = len(self.shards)
             new_per_shard = [0] * n
@@ -269,7 +277,7 @@ class ShardedMap:
             overflow = [
                 i for i, sh in enumerate(self.shards) if sh.count + new_per_shard[i] > sh.capacity
             ]
-            if n == SLOTS or all(
+            if n == self.slots or all(
                 self.shards[i].count + new_per_shard[i] <= SHARD_LIMIT for i in overflow
             ):
                 break
@@ -279,7 +287,7 @@ class ShardedMap:
         for i in overflow:
             need = self.shards[i].count + new_per_shard[i]
             cap = pow2_at_least(need + need // 4)
-            if n < SLOTS:
+            if n < self.slots:
                 cap = min(cap, SHARD_LIMIT)
             self._resize_shard(i, cap)
         groups: list[list[int]] = [[] for _ in range(n)]

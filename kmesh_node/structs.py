@@ -17,8 +17,9 @@ BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 HEADER = BPF_DIR / "kmesh_node.h"
 
 MAGIC = 0x4B4D4E31
-LAYOUT_VERSION = 2
-SLOTS = 1024
+LAYOUT_VERSION = 3
+FE_SLOTS = 128
+EP_SLOTS = 1024
 HASH_MUL = 0x9E3779B1
 EPSET_MUL = 65599
 INLINE4 = 5
@@ -168,23 +169,24 @@ def decode_fe6(key: Fe6Key) -> Frontend:
     return Frontend(str(ipaddress.IPv6Address(raw)), socket.ntohs(key.port), _l4(key.proto))
 
 
-def _slot(x: int) -> int:
-    # == kmn_shard() in bpf/sock_addr.c: fold, 32-bit multiplicative hash, bits 16.. as slot
+def hash16(x: int) -> int:
+    """== kmn_shard() in bpf/sock_addr.c: fold, 32-bit multiplicative hash, top 16 bits.
+    A map of S slots uses hash16 & (S - 1)."""
     x ^= x >> 16
-    return (((x * HASH_MUL) & 0xFFFFFFFF) >> 16) & (SLOTS - 1)
+    return ((x * HASH_MUL) & 0xFFFFFFFF) >> 16
 
 
-def slot_fe4(key: Fe4Key) -> int:
-    return _slot(key.addr ^ (key.port << 16) ^ key.proto)
+def hash_fe4(key: Fe4Key) -> int:
+    return hash16(key.addr ^ (key.port << 16) ^ key.proto)
 
 
-def slot_fe6(key: Fe6Key) -> int:
+def hash_fe6(key: Fe6Key) -> int:
     a = key.addr
-    return _slot(a[0] ^ a[1] ^ a[2] ^ a[3] ^ (key.port << 16) ^ key.proto)
+    return hash16(a[0] ^ a[1] ^ a[2] ^ a[3] ^ (key.port << 16) ^ key.proto)
 
 
-def slot_epx(key: EpxKey) -> int:
-    return _slot((key.epset * EPSET_MUL + key.idx) & 0xFFFFFFFF)
+def hash_epx(key: EpxKey) -> int:
+    return hash16((key.epset * EPSET_MUL + key.idx) & 0xFFFFFFFF)
 
 
 def _l4(proto: int) -> L4Proto:

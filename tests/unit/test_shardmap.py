@@ -33,7 +33,7 @@ class FakeKernel:
         self.fds = itertools.count(100)
         self.pins: dict[str, int] = {}
         self.live: dict[int, set[bytes]] = {}  # slot -> keys a lookup must find at any moment
-        self.slot_of: Any = None
+        self.slot_of: Any = lambda k: st.hash_fe4(k) & (st.FE_SLOTS - 1)
         self.outer_fd = -1
         self.checks = 0
         self.pin_dir = pin_dir
@@ -127,7 +127,6 @@ class FakeKernel:
 @pytest.fixture
 def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
     fake = FakeKernel(tmp_path)
-    fake.slot_of = st.slot_fe4
     for name in (
         "map_create",
         "update_elem",
@@ -157,11 +156,11 @@ def items(rng: range) -> list[tuple[ct.Structure, ct.Structure, bool]]:
 
 def invariants(m: shardmap.ShardedMap, kernel: FakeKernel) -> None:
     n = len(m.shards)
-    assert n & (n - 1) == 0 and n <= st.SLOTS
+    assert n & (n - 1) == 0 and n <= m.slots
     for shard in m.shards:
         data = kernel.maps[shard.fd]["data"]
         assert shard.count == len(data) <= shard.capacity
-        assert shard.capacity <= shardmap.SHARD_LIMIT or n == st.SLOTS
+        assert shard.capacity <= shardmap.SHARD_LIMIT or n == m.slots
     assert sorted(p.name for p in kernel.pin_dir.glob("fe4_inner_*")) == sorted(
         f"fe4_inner_{i}" for i in range(n)
     )
@@ -171,7 +170,7 @@ def invariants(m: shardmap.ShardedMap, kernel: FakeKernel) -> None:
 def test_grows_reshards_and_shrinks_without_a_missed_lookup(
     kernel: FakeKernel, tmp_path: Path
 ) -> None:
-    m = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.slot_fe4)
+    m = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
     m.open()
     assert (len(m.shards), m.capacity) == (1, shardmap.MIN_CAPACITY)
     for lo, hi in ((0, 50), (50, 3_000), (3_000, 12_000)):
@@ -187,21 +186,21 @@ def test_grows_reshards_and_shrinks_without_a_missed_lookup(
     m.maybe_shrink()
     invariants(m, kernel)
     assert m.count == 100 and m.capacity < big // 16
-    assert kernel.checks > 1_000  # every slot update along the way was checked
+    assert kernel.checks > 500  # every slot update along the way was checked
 
 
 def test_adopts_pinned_shards(kernel: FakeKernel, tmp_path: Path) -> None:
-    m = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.slot_fe4)
+    m = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
     m.open()
     m.write(items(range(5_000)))
-    again = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.slot_fe4)
+    again = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
     again.open()
     assert [s.fd for s in again.shards] == [s.fd for s in m.shards]
     assert again.count == 5_000
 
 
 def test_rebuilds_an_interrupted_reshard(kernel: FakeKernel, tmp_path: Path) -> None:
-    m = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.slot_fe4)
+    m = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
     m.open()
     m.write(items(range(3_000)))
     kernel.add_live(key(i) for i in range(3_000))
@@ -212,14 +211,14 @@ def test_rebuilds_an_interrupted_reshard(kernel: FakeKernel, tmp_path: Path) -> 
     for i in range(n * 2):
         fd = lb.map_create(lb.MAP_HASH, "x", 8, ct.sizeof(st.Fe4Val), 4096)
         members = [
-            (k, v) for k, v in zip(keys, vals, strict=True) if st.slot_fe4(k) & (2 * n - 1) == i
+            (k, v) for k, v in zip(keys, vals, strict=True) if st.hash_fe4(k) & (2 * n - 1) == i
         ]
         for k, v in members:
             lb.update_elem(fd, k, v)
         new.append(fd)
-    for s in range(st.SLOTS // 2):
+    for s in range(st.FE_SLOTS // 2):
         lb.update_elem(m.outer_fd, ct.c_uint32(s), ct.c_uint32(new[s & (2 * n - 1)]))
-    again = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.slot_fe4)
+    again = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
     again.open()
     assert again.count == 3_000
     invariants(again, kernel)

@@ -7,6 +7,7 @@ exactly as clang does for BPF; every offset and size is compared with the ctypes
 
 from __future__ import annotations
 
+import collections
 import ctypes as ct
 import ipaddress
 import re
@@ -74,7 +75,8 @@ def test_constants_match_header() -> None:
     assert d["KMN_MAGIC"] == st.MAGIC
     assert d["KMN_LAYOUT_VERSION"] == st.LAYOUT_VERSION
     assert d["KMN_INLINE4"] == st.INLINE4 and d["KMN_INLINE6"] == st.INLINE6
-    assert d["KMN_SLOTS"] == st.SLOTS and d["KMN_HASH_MUL"] == st.HASH_MUL
+    assert d["KMN_FE_SLOTS"] == st.FE_SLOTS and d["KMN_EP_SLOTS"] == st.EP_SLOTS
+    assert d["KMN_HASH_MUL"] == st.HASH_MUL
     assert d["KMN_EPSET_MUL"] == st.EPSET_MUL
     assert d["KMN_POLICY_RANDOM"] == st.POLICY[LbPolicy.RANDOM]
     assert d["KMN_POLICY_ROUND_ROBIN"] == st.POLICY[LbPolicy.ROUND_ROBIN]
@@ -104,11 +106,13 @@ def test_frontend_keys_round_trip(fe: Frontend) -> None:
 
 
 def test_slots_spread_keys_and_stay_in_range() -> None:
-    slots = [
-        st.slot_fe4(st.fe4_key(Frontend(f"10.96.{i // 250}.{i % 250}", 80))) for i in range(4096)
+    hashes = [
+        st.hash_fe4(st.fe4_key(Frontend(f"10.96.{i // 250}.{i % 250}", 80))) for i in range(4096)
     ]
-    assert all(0 <= s < st.SLOTS for s in slots)
+    assert all(0 <= h < 1 << 16 for h in hashes)
     # sequential ClusterIPs must not pile into a few slots (the shards stay balanced)
-    assert len(set(slots)) > st.SLOTS * 0.9
-    ep_slots = {st.slot_epx(st.EpxKey(epset=7, idx=i)) for i in range(5, 2000)}
-    assert len(ep_slots) > st.SLOTS * 0.75
+    assert len({h & (st.FE_SLOTS - 1) for h in hashes}) == st.FE_SLOTS
+    per_slot = collections.Counter(h & (st.FE_SLOTS - 1) for h in hashes)
+    assert max(per_slot.values()) < 2 * 4096 / st.FE_SLOTS
+    ep_slots = {st.hash_epx(st.EpxKey(epset=7, idx=i)) & (st.EP_SLOTS - 1) for i in range(5, 2000)}
+    assert len(ep_slots) > st.EP_SLOTS * 0.75
