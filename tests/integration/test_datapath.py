@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +212,27 @@ def test_one_million_endpoints(lab: Lab, dp: Datapath) -> None:
     # endpoints (mostly in the overflow map); a sample of VIPs answers from its own set
     peers = probe_tcp(lab, [(vip(123), 80)] * 20 + [(vip(i), 80) for i in range(0, 1_000, 50)])
     assert len(set(peers[:20])) == 20 and not any(p.startswith("error") for p in peers), peers
+
+
+def test_only_processes_inside_the_cgroup_are_rewritten(lab: Lab, dp: Datapath) -> None:
+    svc = service(10)
+    dp.upsert(svc)
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump([(vip(10), 80)] * 3, f)
+        f.flush()
+        outside = subprocess.run(
+            lab.ns([sys.executable, str(PROBE), "tcp", str(PORT), f.name]),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert outside.returncode == 0, outside.stderr
+    assert all(p.startswith("error:") for p in json.loads(outside.stdout)["peers"])
+    assert set(probe_tcp(lab, [(vip(10), 80)] * 3)) <= expected_peers(svc)
+
+
+def test_open_refuses_a_cgroup_that_is_not_cgroup2(lab: Lab, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="cgroup2"):
+        Datapath.open(str(lab.bpffs), str(tmp_path))
+    with pytest.raises(RuntimeError, match="mkdir"):
+        Datapath.open(str(lab.bpffs), str(tmp_path / "missing"))
