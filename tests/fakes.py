@@ -183,11 +183,20 @@ class FakeApiServer:
             for kind in API_VERSIONS:
                 self.history[kind].clear()
 
-    def drop_watches(self) -> None:
-        """End every open watch stream (like an API server restart)."""
+    def drop_watches(self) -> int:
+        """End every open watch stream (like an API server restart). Returns the index in
+        `requests` from which requests are newer than the drop."""
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+            return len(self.requests)
+
+    def watches_since(self, kind: str, mark: int) -> int:
+        """Watch requests for `kind` answered 200 at or after index `mark` of `requests`."""
+        path = next(p for p, k in PATHS.items() if k == kind)
+        with self._cond:
+            recent = self.requests[mark:]
+        return sum(1 for _, p, q, code in recent if p == path and q.get("watch") and code == 200)
 
     def watch_versions(self, kind: str) -> list[int]:
         """resourceVersions that watch requests for `kind` asked for, in order."""
@@ -222,19 +231,23 @@ class FakeApiServer:
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 kind = PATHS.get(url.path)
                 code = 200
-                if self.headers.get("Authorization") != f"Bearer {api.token}":
-                    code = 401
-                elif kind is None:
-                    code = 404
-                elif api.fail_next > 0 or (api.fail_watches and query.get("watch")):
-                    api.fail_next = max(0, api.fail_next - 1)
-                    code = 500
-                api.requests.append((time.monotonic(), url.path, query, code))
+                # One atomic step against drop_watches(): a request logged after a drop
+                # belongs to the new generation (tests rely on it to avoid races).
+                with api._cond:
+                    generation = api._generation
+                    if self.headers.get("Authorization") != f"Bearer {api.token}":
+                        code = 401
+                    elif kind is None:
+                        code = 404
+                    elif api.fail_next > 0 or (api.fail_watches and query.get("watch")):
+                        api.fail_next = max(0, api.fail_next - 1)
+                        code = 500
+                    api.requests.append((time.monotonic(), url.path, query, code))
                 if code != 200:
                     self._send_json(code, {"kind": "Status", "code": code, "message": "fake"})
                     return
                 if query.get("watch"):
-                    self._watch(kind, query)
+                    self._watch(kind, query, generation)
                 else:
                     self._list(kind, query)
 
@@ -257,7 +270,7 @@ class FakeApiServer:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
 
-            def _watch(self, kind: str, query: dict[str, str]) -> None:
+            def _watch(self, kind: str, query: dict[str, str], generation: int) -> None:
                 since = int(query.get("resourceVersion") or 0)
                 deadline = time.monotonic() + float(query.get("timeoutSeconds", "30"))
                 self.send_response(200)
@@ -275,7 +288,6 @@ class FakeApiServer:
                         self._chunk(json.dumps({"type": "ERROR", "object": gone}).encode())
                         return
                     with api._cond:
-                        generation = api._generation
                         sent = sum(1 for rv, _, _ in api.history[kind] if rv <= since)
                     while True:
                         with api._cond:
