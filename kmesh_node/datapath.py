@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
+import fcntl
 import logging
 import os
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,7 @@ ELASTIC: dict[str, tuple[type[ct.Structure], type[ct.Structure], Callable[[Any],
     "ep6": (st.EpxKey, st.Ep6, st.hash_epx, st.EP_SLOTS),
 }
 
+LOCK_WAIT_S = 15.0  # a new run waits this long for the previous one to finish exiting
 UNINSTALL_HINT = "run `kmesh-node uninstall --bpffs {bpffs}` to remove it, then start again"
 
 
@@ -136,6 +139,7 @@ class Datapath:
         self._next_id = 1
         self._lock = threading.RLock()
         self._bpf: Any = None
+        self._lock_fd = -1
         self.adopted = False
 
     # -- opening -------------------------------------------------------------------------
@@ -169,6 +173,7 @@ class Datapath:
 
     def _open_maps(self) -> None:
         _ensure_pin_dir(self.bpffs)
+        self._lock_fd = _lock_pin_dir(self.bpffs, LOCK_WAIT_S)
         version_path = self.bpffs / "version"
         if version_path.exists():
             fd = lb.obj_get(str(version_path))
@@ -290,6 +295,9 @@ class Datapath:
             if self._bpf is not None:
                 self._bpf.cleanup()
                 self._bpf = None
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = -1
 
     def __enter__(self) -> Datapath:
         return self
@@ -635,6 +643,24 @@ def inspect(bpffs: str) -> dict[str, Any]:
     return out
 
 
+def _lock_pin_dir(bpffs: Path, wait_s: float) -> int:
+    """flock the pin directory: one writer (agent or benchmark) per directory at a time."""
+    fd = os.open(bpffs, os.O_RDONLY | os.O_DIRECTORY)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise RuntimeError(
+                    f"another kmesh-node process is using {bpffs}; stop it first (SIGTERM "
+                    "leaves the datapath working), or choose another --bpffs"
+                ) from None
+            time.sleep(0.1)
+
+
 def _detach_quietly(link_fd: int) -> None:
     try:
         lb.link_detach(link_fd)
@@ -652,6 +678,15 @@ def uninstall(bpffs: str) -> list[str]:
     removed: list[str] = []
     if not root.exists():
         return removed
+    lock_fd = _lock_pin_dir(root, 0.0)  # refuse while an agent is running on it
+    try:
+        _remove_all(root, removed)
+    finally:
+        os.close(lock_fd)
+    return removed
+
+
+def _remove_all(root: Path, removed: list[str]) -> None:
     for path in sorted(root.glob("link_*")):
         try:
             fd = lb.obj_get(str(path))
@@ -669,7 +704,6 @@ def uninstall(bpffs: str) -> list[str]:
             path.unlink()
         removed.append(str(path.relative_to(root)))
     root.rmdir()
-    return removed
 
 
 def uninstall_command(args: Any) -> int:

@@ -236,3 +236,18 @@ def test_open_refuses_a_cgroup_that_is_not_cgroup2(lab: Lab, tmp_path: Path) -> 
         Datapath.open(str(lab.bpffs), str(tmp_path))
     with pytest.raises(RuntimeError, match="mkdir"):
         Datapath.open(str(lab.bpffs), str(tmp_path / "missing"))
+
+
+def test_one_writer_per_pin_directory(
+    lab: Lab, dp: Datapath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kmesh_node import datapath
+
+    monkeypatch.setattr(datapath, "LOCK_WAIT_S", 0.3)
+    with pytest.raises(RuntimeError, match="another kmesh-node process is using"):
+        Datapath.open(str(lab.bpffs), str(lab.cgroup))
+    with pytest.raises(RuntimeError, match="stop it first"):
+        datapath.uninstall(str(lab.bpffs))
+    svc = service(11)
+    dp.upsert(svc)  # the holder is unaffected
+    assert set(probe_tcp(lab, [(vip(11), 80)] * 3)) <= expected_peers(svc)
