@@ -52,6 +52,7 @@ from typing import Any
 from kmesh_node import libbpf as lb
 from kmesh_node import structs as st
 from kmesh_node.model import Endpoint, Frontend, LbService
+from kmesh_node.progload import load_programs
 from kmesh_node.shardmap import ShardedMap, replace_pin
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,6 @@ class Datapath:
         self._fe: dict[Frontend, _FeState] = {}
         self._next_id = 1
         self._lock = threading.RLock()
-        self._bpf: Any = None
         self._lock_fd = -1
         self.adopted = False
 
@@ -237,29 +237,20 @@ class Datapath:
         log.info("adopted %d pinned frontends from %s", len(self._fe), self.bpffs)
 
     def _load_programs(self, stress_loops: int) -> None:
-        from bcc import BPF  # imported here: `status`/`uninstall` must work without bcc
-
         if not SOURCE.exists():
             raise RuntimeError(
                 f"eBPF source {SOURCE} is missing; reinstall kmesh-lab from a checkout "
                 "(pip install -e .) so that bpf/ sits next to kmesh_node/"
             )
-        cflags = [
-            f"-I{st.BPF_DIR}",
-            f"-DKMN_STRESS_LOOPS={stress_loops}",
-            f"-DKMN_FD_COUNTERS={self._fds['counters']}",
-            f"-DKMN_FD_ORIG4={self._fds['orig4']}",
-        ] + [f"-DKMN_FD_{name.upper()}={m.outer_fd}" for name, m in self.maps.items()]
-        try:
-            self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
-        except Exception as exc:
-            raise RuntimeError(
-                f"compiling {SOURCE} failed: {exc}; check `kmesh-node preflight` "
-                "(kernel headers at /lib/modules/$(uname -r)/build)"
-            ) from exc
-        for hook, (func, attach_type) in HOOKS.items():
-            fn = self._bpf.load_func(func.encode(), BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
-            self._fds[f"prog_{hook}"] = fn.fd
+        defines = {
+            "KMN_STRESS_LOOPS": stress_loops,
+            "KMN_FD_COUNTERS": self._fds["counters"],
+            "KMN_FD_ORIG4": self._fds["orig4"],
+        } | {f"KMN_FD_{name.upper()}": m.outer_fd for name, m in self.maps.items()}
+        # compiled in a child process: bcc/LLVM never enter the agent's memory
+        progs = load_programs(str(SOURCE), str(st.BPF_DIR), defines, HOOKS)
+        for hook, fd in progs.items():
+            self._fds[f"prog_{hook}"] = fd
 
     def _attach(self, cgroup_fd: int) -> None:
         cgroup_id = os.fstat(cgroup_fd).st_ino  # a cgroup2 directory's inode is its id
@@ -288,13 +279,9 @@ class Datapath:
         with self._lock:
             for emap in self.maps.values():
                 emap.close()
-            for name, fd in self._fds.items():
-                if not name.startswith("prog_"):  # bcc owns the program fds
-                    os.close(fd)
+            for fd in self._fds.values():
+                os.close(fd)
             self._fds.clear()
-            if self._bpf is not None:
-                self._bpf.cleanup()
-                self._bpf = None
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)  # releases the flock
                 self._lock_fd = -1
