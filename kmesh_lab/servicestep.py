@@ -10,14 +10,15 @@ LAB-OPTIONS: --state-dir --manifests-dir --bpffs --metrics --pid-file (where the
 agent are). The agent's baseline is the services of the manifest files that are not the
 suite's (file names not starting with the suite's prefix).
 
-A step: remove the step's manifest files and wait until the agent holds the baseline plus
-what is left; write the step's file (services start..start+count-1) at time t0; from a
-client pod, probe a sample of the new VIPs until they answer (kmesh_lab.vipprobe: seconds
-from t0); wait until the agent reports the expected number of services; read the agent's
-CPU (from /proc, t0 to then) and measure it (kmesh_lab.agentsample: BPF memory true and
-gadget view, entries, resizes, RSS). The sample is appended to the scenario in
-results/<run>/<suite>.json unless that scenario already has this repetition (a resumed run:
-then the step only changes the lab). Prints one JSON line: {"measured", "sample", ...}.
+A step either deletes (removes the step's files at time t0) or adds (removes the step's
+files, waits until the agent holds the baseline plus what is left, then writes the step's
+file, services start..start+count-1, at time t0, and from a client pod probes a sample of
+the new VIPs until they answer: kmesh_lab.vipprobe, seconds from t0). Then it waits until
+the agent reports the expected number of services, reads the agent's CPU (from /proc, t0 to
+then) and measures it (kmesh_lab.agentsample: BPF memory true and gadget view, entries,
+resizes, RSS). The sample is appended to the scenario in results/<run>/<suite>.json unless
+that scenario already has this repetition (a resumed run: then the step only changes the
+lab). Prints one JSON line: {"measured", "sample", ...}.
 """
 
 from __future__ import annotations
@@ -222,15 +223,18 @@ def do_step(args: argparse.Namespace) -> dict[str, Any]:
     measure = st.get("measure", True) and needs_sample(args, st["scenario"], st["repetition"])
     write = st.get("write")
 
-    remove_files(mdir, st["remove"])
     baseline = base_services(mdir, args.prefix)
-    before_write = baseline + sum(services_in(mdir, f) for f in suite_files(mdir, args.prefix))
-    agentsample.wait_services(agent, before_write, args.sync_timeout)
     expected = baseline + st["suite_services"]
-
     pid = agent.pid()
+    if write:
+        # the removals before a write put the lab back to a known state; not timed
+        remove_files(mdir, st["remove"])
+        before_write = baseline + sum(services_in(mdir, f) for f in suite_files(mdir, args.prefix))
+        agentsample.wait_services(agent, before_write, args.sync_timeout)
     cpu0 = procstat.read(pid)
     t0 = time.time()
+    if not write:
+        remove_files(mdir, st["remove"])  # the change itself (e.g. seed 002's delete)
     probe_proc: subprocess.Popen[str] | None = None
     probe: dict[str, Any] | None = None
     try:
