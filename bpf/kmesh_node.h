@@ -11,7 +11,7 @@
 #define KMESH_NODE_H
 
 #define KMN_MAGIC 0x4b4d4e31 /* "KMN1" */
-#define KMN_LAYOUT_VERSION 3
+#define KMN_LAYOUT_VERSION 4
 
 /* Every elastic map is an ARRAY_OF_MAPS of S slots over N shards (N a power of two,
  * 1..S): slot s holds shard s & (N - 1), and a key lives in the shard of slot
@@ -94,11 +94,19 @@ struct kmn_epx_key {
 };
 
 /* Per-socket original destination of a rewritten UDP flow (sk_storage), so that
- * recvmsg4 shows the service address to the application. */
+ * recvmsg4/recvmsg6 show the service address to the application. One pair per socket:
+ * an unconnected socket talking to several services at once sees the last one restored. */
 struct kmn_orig4 {
 	__u32 vip_addr;
 	__u32 vip_port;
 	__u32 ep_addr;
+	__u32 ep_port;
+};
+
+struct kmn_orig6 {
+	__u32 vip_addr[4];
+	__u32 vip_port;
+	__u32 ep_addr[4];
 	__u32 ep_port;
 };
 

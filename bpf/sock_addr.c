@@ -1,8 +1,8 @@
 /* cgroup sock_addr hooks: in-kernel service load balancing at connect()/sendmsg() time.
  *
- * connect4/connect6 (TCP and connected UDP) and sendmsg4 (unconnected UDP) rewrite a
- * Service ClusterIP:port to one ready endpoint; recvmsg4 rewrites the source of UDP
- * replies back to the service address. Compiled by bcc; every map is created and pinned
+ * connect4/connect6 (TCP and connected UDP) and sendmsg4/sendmsg6 (unconnected UDP)
+ * rewrite a Service ClusterIP:port to one ready endpoint; recvmsg4/recvmsg6 rewrite the
+ * source of UDP replies back to the service address. Compiled by bcc; every map is created and pinned
  * by kmesh_node/datapath.py and referenced here by fd (-DKMN_FD_*), so a new agent run can
  * load fresh programs against the maps the previous run pinned.
  *
@@ -156,41 +156,89 @@ int kmn_recvmsg4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-int kmn_connect6(struct bpf_sock_addr *ctx)
+/* IPv6 twin of kmn_lb4. */
+static __always_inline int kmn_lb6(struct bpf_sock_addr *ctx, struct kmn_fe6_key *key,
+				   struct kmn_ep6 *out)
+{
+	void *inner = kmn_shard(KMN_MAP(KMN_FD_FE6),
+				key->addr[0] ^ key->addr[1] ^ key->addr[2] ^ key->addr[3] ^
+					((__u32)key->port << 16) ^ key->proto,
+				KMN_FE_SLOTS);
+	if (!inner)
+		return 0;
+	struct kmn_fe6_val *v = bpf_map_lookup_elem(inner, key);
+	if (!v)
+		return 0;
+	__u32 count = v->hdr.count;
+	if (count == 0) {
+		kmn_count(KMN_CTR_NO_ENDPOINT);
+		return 0;
+	}
+	__u32 i = kmn_pick(&v->hdr, count);
+	if (i < KMN_INLINE6) {
+		*out = v->ep[i];
+		return 1;
+	}
+	struct kmn_ep6 *e = kmn_overflow(KMN_MAP(KMN_FD_EP6), v->hdr.epset, i);
+	if (!e)
+		return 0;
+	*out = *e;
+	return 1;
+}
+
+static __always_inline void kmn_rewrite6(struct bpf_sock_addr *ctx)
 {
 	struct kmn_fe6_key key = {};
+	struct kmn_ep6 ep;
+
 	key.addr[0] = ctx->user_ip6[0];
 	key.addr[1] = ctx->user_ip6[1];
 	key.addr[2] = ctx->user_ip6[2];
 	key.addr[3] = ctx->user_ip6[3];
 	key.port = (__u16)ctx->user_port;
 	key.proto = (__u8)ctx->protocol;
+	if (!kmn_lb6(ctx, &key, &ep))
+		return;
+	ctx->user_ip6[0] = ep.addr[0];
+	ctx->user_ip6[1] = ep.addr[1];
+	ctx->user_ip6[2] = ep.addr[2];
+	ctx->user_ip6[3] = ep.addr[3];
+	ctx->user_port = ep.port;
+	if (ctx->protocol != IPPROTO_UDP)
+		return;
+	struct kmn_orig6 *o = bpf_sk_storage_get(KMN_MAP(KMN_FD_ORIG6), ctx->sk, 0,
+						 BPF_SK_STORAGE_GET_F_CREATE);
+	if (!o)
+		return;
+	__builtin_memcpy(o->vip_addr, key.addr, sizeof(o->vip_addr));
+	o->vip_port = key.port;
+	__builtin_memcpy(o->ep_addr, ep.addr, sizeof(o->ep_addr));
+	o->ep_port = ep.port;
+}
 
-	void *inner = kmn_shard(KMN_MAP(KMN_FD_FE6), key.addr[0] ^ key.addr[1] ^ key.addr[2] ^
-							  key.addr[3] ^ ((__u32)key.port << 16) ^
-							  key.proto, KMN_FE_SLOTS);
-	if (!inner)
+int kmn_connect6(struct bpf_sock_addr *ctx)
+{
+	kmn_rewrite6(ctx);
+	return 1;
+}
+
+int kmn_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	kmn_rewrite6(ctx);
+	return 1;
+}
+
+int kmn_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	struct kmn_orig6 *o = bpf_sk_storage_get(KMN_MAP(KMN_FD_ORIG6), ctx->sk, 0, 0);
+	if (!o || o->ep_port != ctx->user_port || o->ep_addr[0] != ctx->user_ip6[0] ||
+	    o->ep_addr[1] != ctx->user_ip6[1] || o->ep_addr[2] != ctx->user_ip6[2] ||
+	    o->ep_addr[3] != ctx->user_ip6[3])
 		return 1;
-	struct kmn_fe6_val *v = bpf_map_lookup_elem(inner, &key);
-	if (!v)
-		return 1;
-	__u32 count = v->hdr.count;
-	if (count == 0) {
-		kmn_count(KMN_CTR_NO_ENDPOINT);
-		return 1;
-	}
-	__u32 i = kmn_pick(&v->hdr, count);
-	struct kmn_ep6 *e;
-	if (i < KMN_INLINE6)
-		e = &v->ep[i];
-	else
-		e = kmn_overflow(KMN_MAP(KMN_FD_EP6), v->hdr.epset, i);
-	if (!e)
-		return 1;
-	ctx->user_ip6[0] = e->addr[0];
-	ctx->user_ip6[1] = e->addr[1];
-	ctx->user_ip6[2] = e->addr[2];
-	ctx->user_ip6[3] = e->addr[3];
-	ctx->user_port = e->port;
+	ctx->user_ip6[0] = o->vip_addr[0];
+	ctx->user_ip6[1] = o->vip_addr[1];
+	ctx->user_ip6[2] = o->vip_addr[2];
+	ctx->user_ip6[3] = o->vip_addr[3];
+	ctx->user_port = o->vip_port;
 	return 1;
 }

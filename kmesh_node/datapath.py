@@ -20,7 +20,7 @@ Layout under the pin directory (every object is pinned, inner maps included, so 
 
     version                   ARRAY[1] kmn_version: refuses incompatible pinned state
     counters                  PERCPU_ARRAY of u64 (no_endpoint, ...)
-    orig4                     SK_STORAGE kmn_orig4 (UDP reply source rewrite)
+    orig4, orig6              SK_STORAGE kmn_orig4/6 (UDP reply source rewrite)
     {fe4,fe6,ep4,ep6}_outer   ARRAY_OF_MAPS of 128 (fe) / 1024 (ep) slots over N shards
     {fe4,fe6,ep4,ep6}_inner_<i>  the NO_PREALLOC hash shards (see kmesh_node/shardmap.py)
     prog_<hook>, link_<hook>  programs and their cgroup bpf_links
@@ -69,6 +69,8 @@ HOOKS: dict[str, tuple[str, int]] = {
     "connect6": ("kmn_connect6", lb.ATTACH_INET6_CONNECT),
     "sendmsg4": ("kmn_sendmsg4", lb.ATTACH_UDP4_SENDMSG),
     "recvmsg4": ("kmn_recvmsg4", lb.ATTACH_UDP4_RECVMSG),
+    "sendmsg6": ("kmn_sendmsg6", lb.ATTACH_UDP6_SENDMSG),
+    "recvmsg6": ("kmn_recvmsg6", lb.ATTACH_UDP6_RECVMSG),
 }
 
 # name -> key, value, hash of a key, slots of the outer map
@@ -203,7 +205,8 @@ class Datapath:
         self._fds["counters"] = self._open_or_create(
             "counters", lambda: lb.map_create(lb.MAP_PERCPU_ARRAY, "kmn_counters", 4, 8, st.CTR_MAX)
         )
-        self._fds["orig4"] = self._open_or_create("orig4", _create_orig4)
+        self._fds["orig4"] = self._open_or_create("orig4", lambda: _create_orig(st.Orig4))
+        self._fds["orig6"] = self._open_or_create("orig6", lambda: _create_orig(st.Orig6))
         for emap in self.maps.values():
             emap.open()
         if self.adopted:
@@ -246,6 +249,7 @@ class Datapath:
             "KMN_STRESS_LOOPS": stress_loops,
             "KMN_FD_COUNTERS": self._fds["counters"],
             "KMN_FD_ORIG4": self._fds["orig4"],
+            "KMN_FD_ORIG6": self._fds["orig6"],
         } | {f"KMN_FD_{name.upper()}": m.outer_fd for name, m in self.maps.items()}
         # compiled in a child process: bcc/LLVM never enter the agent's memory
         progs = load_programs(str(SOURCE), str(st.BPF_DIR), defines, HOOKS)
@@ -477,15 +481,21 @@ class Datapath:
             return out
 
 
-def _create_orig4() -> int:
-    fields = [(name, i * 32) for i, (name, _t) in enumerate(st.Orig4._fields_)]
-    btf_fd, int_id, struct_id = lb.btf_struct_fd("kmn_orig4", fields, ct.sizeof(st.Orig4))
+def _create_orig(struct: type[ct.Structure]) -> int:
+    """An SK_STORAGE map of `struct` values (the kernel requires BTF for them; arrays of
+    u32 are described as consecutive u32 members of the same size and offsets)."""
+    fields = []
+    for name, ctype in struct._fields_:
+        offset = getattr(struct, name).offset
+        n = getattr(ctype, "_length_", 1)
+        fields += [(f"{name}{i}" if n > 1 else name, (offset + 4 * i) * 8) for i in range(n)]
+    btf_fd, int_id, struct_id = lb.btf_struct_fd(struct.__name__, fields, ct.sizeof(struct))
     try:
         return lb.map_create(
             lb.MAP_SK_STORAGE,
-            "kmn_orig4",
+            f"kmn_{struct.__name__.lower()}",
             4,
-            ct.sizeof(st.Orig4),
+            ct.sizeof(struct),
             0,
             flags=lb.F_NO_PREALLOC,
             btf_fd=btf_fd,

@@ -17,7 +17,7 @@ BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 HEADER = BPF_DIR / "kmesh_node.h"
 
 MAGIC = 0x4B4D4E31
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 FE_SLOTS = 128
 EP_SLOTS = 1024
 HASH_MUL = 0x9E3779B1
@@ -88,6 +88,15 @@ class Orig4(ct.Structure):
     )
 
 
+class Orig6(ct.Structure):
+    _fields_ = (
+        ("vip_addr", ct.c_uint32 * 4),
+        ("vip_port", ct.c_uint32),
+        ("ep_addr", ct.c_uint32 * 4),
+        ("ep_port", ct.c_uint32),
+    )
+
+
 class Version(ct.Structure):
     _fields_ = (
         ("magic", ct.c_uint32),
@@ -108,6 +117,7 @@ MIRRORS: dict[str, type[ct.Structure]] = {
     "kmn_fe6_val": Fe6Val,
     "kmn_epx_key": EpxKey,
     "kmn_orig4": Orig4,
+    "kmn_orig6": Orig6,
     "kmn_version": Version,
 }
 

@@ -91,6 +91,8 @@ def make_lab() -> Iterator[Lab]:
             ["ip", "route", "add", "local", "10.244.0.0/16", "dev", "lo"],
             ["ip", "-6", "route", "add", "local", "fd00:244::/64", "dev", "lo"],
             ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"],
+            # IPv6 binds to AnyIP addresses (UDP endpoints) need non-local bind
+            ["sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"],
             ["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000"],
         ):
             _sh(*lab.ns(cmd))

@@ -23,6 +23,10 @@ def _fmt(addr: tuple) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def _tcp_listener(port: int, family: int) -> socket.socket:
     srv = socket.socket(family, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -61,7 +65,7 @@ def tcp(port: int, targets: list[list]) -> dict:
 
 def udp(listen: list[list], targets: list[list]) -> dict:
     for host, port in listen:
-        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv = socket.socket(_family(host), socket.SOCK_DGRAM)
         srv.bind((host, port))
 
         def echo(sock: socket.socket = srv) -> None:
@@ -72,7 +76,7 @@ def udp(listen: list[list], targets: list[list]) -> dict:
         threading.Thread(target=echo, daemon=True).start()
     out = []
     for host, port in targets:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
             s.settimeout(2)
             s.sendto(b"ping", (host, port))
             try:
@@ -81,7 +85,7 @@ def udp(listen: list[list], targets: list[list]) -> dict:
             except OSError as exc:
                 out.append({"error": str(exc)})
         # connected UDP: connect4 rewrites, send()/recv() need no address
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
             s.settimeout(2)
             try:
                 s.connect((host, port))

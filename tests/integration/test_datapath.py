@@ -138,6 +138,22 @@ def test_udp_sendmsg_recvmsg_and_connected_udp(lab: Lab, dp: Datapath) -> None:
         assert r.get("connected_answered_by") in names, r
 
 
+def test_udp6_sendmsg6_recvmsg6(lab: Lab, dp: Datapath) -> None:
+    eps = (Endpoint("fd00:244::9:1", 5353), Endpoint("fd00:244::9:2", 5353))
+    fe = Frontend("fd00:96::53", 53, L4Proto.UDP)
+    dp.upsert(LbService("ns/dns6", LbPolicy.RANDOM, {fe: eps}))
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump([(fe.address, 53)] * 10, f)
+        f.flush()
+        listen = json.dumps([[e.address, e.port] for e in eps])
+        replies = lab.probe("udp", listen, f.name)["replies"]
+    names = {f"[{e.address}]:{e.port}" for e in eps}
+    for r in replies:
+        assert r.get("answered_by") in names, r
+        assert r["reply_from"] == f"[{fe.address}]:53", r  # recvmsg6 restored it
+        assert r.get("connected_answered_by") in names, r
+
+
 def test_ipv6_connect6(lab: Lab, dp: Datapath) -> None:
     eps = tuple(Endpoint(f"fd00:244::{k}", PORT) for k in range(1, 6))  # 5 > inline6
     dp.upsert(LbService("ns/v6", LbPolicy.ROUND_ROBIN, {Frontend("fd00:96::10", 80): eps}))
