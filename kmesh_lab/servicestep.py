@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 PODEXEC = REPO / "tools" / "podexec.sh"
 FORTIO = REPO / "tools" / "fortio.sh"
 PROBE_SLACK_S = 30.0  # the probe process is killed this long after its own timeout
+PROBE_START_S = 60.0  # the probe must be ready to try within this
 
 
 class StepError(RuntimeError):
@@ -110,21 +112,19 @@ def first_vip(manifests_dir: Path) -> tuple[str, int]:
     )
 
 
-def write_file(
-    state_dir: Path, manifests_dir: Path, file: str, start: int, count: int, endpoints: int
-) -> list[dict[str, Any]]:
-    """Write services start..start+count-1 into FILE.yaml; return their listing."""
+def build(
+    state_dir: Path, start: int, count: int, endpoints: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Manifests (docs) and listing (name, vip, port) of services start..start+count-1."""
     try:
         state = json.loads((state_dir / "lab.json").read_text())
     except OSError as exc:
         raise StepError(f"no lab at {state_dir} ({exc.strerror}): bring the lab up") from exc
     servers = [p["address"] for p in state["pods"].values() if p["role"] == "server"]
     try:
-        docs, listing = services.manifests(start, count, servers, endpoints, 80)
+        return services.manifests(start, count, servers, endpoints, 80)
     except ValueError as exc:
         raise StepError(str(exc)) from exc
-    services.write(manifests_dir, file, docs)
-    return listing
 
 
 def spread(items: list[Any], k: int) -> list[Any]:
@@ -139,35 +139,51 @@ def spread(items: list[Any], k: int) -> list[Any]:
 
 
 def start_probe(
-    state_dir: Path, pod: str, targets: list[str], since: float, timeout: float
+    state_dir: Path, pod: str, targets: list[str], timeout: float
 ) -> subprocess.Popen[str]:
-    """Start kmesh_lab.vipprobe in a client pod (it runs while the agent is watched)."""
+    """Start kmesh_lab.vipprobe in a client pod and wait until it is ready to try; it starts
+    trying when `go` hands it the time of the change (so its own start is not timed)."""
     argv = [str(PODEXEC), pod, "--", sys.executable, "-m", "kmesh_lab.vipprobe"]
-    argv += ["--since", f"{since:.6f}", "--timeout", str(timeout), "--http", *targets]
+    argv += ["--since", "-", "--timeout", str(timeout), "--http", *targets]
     env = {**os.environ, "KMESH_LAB_STATE": str(state_dir), "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
+    assert proc.stdout is not None
+    ready = ""
+    if select.select([proc.stdout], [], [], PROBE_START_S)[0]:
+        ready = proc.stdout.readline()
+    if ready.strip() != "ready":
+        proc.kill()
+        _, err = proc.communicate()
+        raise StepError(f"the VIP probe in {pod} did not start: {err.strip()[-400:]}")
+    return proc
+
+
+def go(proc: subprocess.Popen[str], since: float) -> None:
+    """Tell a ready probe when the change was made: it starts trying now."""
+    assert proc.stdin is not None
+    proc.stdin.write(f"{since:.6f}\n")
+    proc.stdin.flush()  # left open: finish_probe's communicate() closes it
 
 
 def finish_probe(proc: subprocess.Popen[str], pod: str, timeout: float) -> dict[str, Any]:
-    """Wait for the probe (bounded) and return its JSON result."""
+    """Wait for the probe (bounded) and return its JSON result (its last line)."""
     try:
         out, err = proc.communicate(timeout=timeout + PROBE_SLACK_S)
     except subprocess.TimeoutExpired as exc:
         proc.kill()
         proc.communicate()
         raise StepError(f"the VIP probe in {pod} ran past {timeout + PROBE_SLACK_S:.0f} s") from exc
-    if proc.returncode not in (0, 1):
+    if proc.returncode not in (0, 1) or not out.strip():
         raise StepError(f"the VIP probe in {pod} failed ({proc.returncode}): {err[-400:]}")
-    return json.loads(out)
-
-
-def run_probe(
-    state_dir: Path, pod: str, targets: list[str], since: float, timeout: float
-) -> dict[str, Any]:
-    """kmesh_lab.vipprobe in a client pod; its JSON result."""
-    return finish_probe(start_probe(state_dir, pod, targets, since, timeout), pod, timeout)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------ recording
@@ -231,22 +247,25 @@ def do_step(args: argparse.Namespace) -> dict[str, Any]:
         remove_files(mdir, st["remove"])
         before_write = baseline + sum(services_in(mdir, f) for f in suite_files(mdir, args.prefix))
         agentsample.wait_services(agent, before_write, args.sync_timeout)
-    cpu0 = procstat.read(pid)
-    t0 = time.time()
-    if not write:
-        remove_files(mdir, st["remove"])  # the change itself (e.g. seed 002's delete)
     probe_proc: subprocess.Popen[str] | None = None
     probe: dict[str, Any] | None = None
     try:
+        docs: list[dict[str, Any]] = []
         if write:
-            listing = write_file(
-                args.state_dir, mdir, write["file"], write["start"], write["count"], args.endpoints
-            )
+            docs, listing = build(args.state_dir, write["start"], write["count"], args.endpoints)
             if measure and args.probe_sample > 0:
                 targets = [f"{s['vip']}:{s['port']}" for s in spread(listing, args.probe_sample)]
                 probe_proc = start_probe(
-                    args.state_dir, args.probe_pod, targets, t0, args.probe_timeout
+                    args.state_dir, args.probe_pod, targets, args.probe_timeout
                 )
+        cpu0 = procstat.read(pid)
+        t0 = time.time()
+        if write:
+            services.write(mdir, write["file"], docs)
+        else:
+            remove_files(mdir, st["remove"])  # the change itself (e.g. seed 002's delete)
+        if probe_proc is not None:
+            go(probe_proc, t0)
         # polled every 0.2 s while the probe runs: each scrape reads the kernel maps, so a
         # faster poll would slow the agent it measures
         synced = agentsample.wait_services(agent, expected, args.sync_timeout, poll=0.2)

@@ -1,6 +1,6 @@
 """Time until services answer through their VIPs, measured from inside a pod.
 
-    python -m kmesh_lab.vipprobe --since EPOCH [--timeout S] [--http] VIP:PORT ...
+    python -m kmesh_lab.vipprobe --since EPOCH|- [--timeout S] [--http] VIP:PORT ...
 
 Run it in a client pod (tools/podexec.sh POD -- python -m kmesh_lab.vipprobe ...), so its
 connect() goes through the agent's cgroup hook. It opens non-blocking connections to every
@@ -10,6 +10,11 @@ services were written). A target answers when its TCP connect completes (and, wi
 when an HTTP status line comes back). Before the agent has programmed a VIP, the connect
 goes to the real VIP, which nothing in the lab routes: it fails or times out, and the target
 is tried again in the next round.
+
+With `--since -` the probe starts first and waits: it prints "ready", reads the epoch of the
+change from stdin, and tries at once -- so the caller can start it (a process start in the
+pod takes a few hundred ms), then make the change, then hand over its time; the answer
+times are then not floored by the probe's own start.
 
 Prints one JSON object: targets, answered, pending (targets that never answered), answer_s
 (per target, seconds from --since, null if pending), p50_s, max_s, first_attempt_s (the
@@ -31,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-ROUND_S = 0.2  # how long one round waits for its connects
+ROUND_S = 0.05  # how long one round waits for its connects (the time resolution)
 HTTP_READ_S = 2.0
 
 
@@ -136,14 +141,24 @@ def probe(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kmesh_lab.vipprobe", description=__doc__)
-    parser.add_argument("--since", type=float, required=True, help="epoch seconds of the change")
+    parser.add_argument(
+        "--since", required=True, help="epoch seconds of the change, or - to read it on stdin"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds from --since")
     parser.add_argument("--http", action="store_true", help="require an HTTP status line")
     parser.add_argument("targets", nargs="+", help="VIP:PORT")
     args = parser.parse_args(argv)
     try:
         targets = [parse_target(t) for t in args.targets]
-        result = probe(targets, args.since, args.timeout, args.http)
+        if args.since == "-":
+            print("ready", flush=True)
+            line = sys.stdin.readline()
+            if not line.strip():
+                raise ValueError("--since -: stdin closed before the time of the change came")
+            since = float(line)
+        else:
+            since = float(args.since)
+        result = probe(targets, since, args.timeout, args.http)
     except ValueError as exc:
         print(f"vipprobe: {exc}", file=sys.stderr)
         return 2

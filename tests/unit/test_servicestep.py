@@ -75,11 +75,12 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
         def poll(self) -> int:
             return 0
 
-    def fake_start(_state: Path, _pod: str, targets: list[str], _since: float, _t: float) -> Any:
+    def fake_start(_state: Path, _pod: str, targets: list[str], _timeout: float) -> Any:
         probes.append(targets)
         return DoneProbe(targets)
 
     monkeypatch.setattr(servicestep, "start_probe", fake_start)
+    monkeypatch.setattr(servicestep, "go", lambda _proc, _since: None)
     monkeypatch.setattr(servicestep, "finish_probe", lambda proc, _pod, _t: proc.result)
     monkeypatch.setattr(agentsample, "top", lambda _agent, _interval=0.1: kernel_report())
     lab_args = [

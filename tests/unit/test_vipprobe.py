@@ -8,10 +8,11 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from kmesh_lab import vipprobe
+from kmesh_lab import servicestep, vipprobe
 
 
 class _Ok(BaseHTTPRequestHandler):
@@ -98,3 +99,23 @@ def test_main_exit_status(http_port: int, capsys: pytest.CaptureFixture[str]) ->
     assert vipprobe.main(["--since", str(time.time()), "--timeout", "0.3", dead]) == 1
     assert json.loads(capsys.readouterr().out)["pending"] == [dead]
     assert vipprobe.main(["--since", "0", "nonsense"]) == 2
+
+
+def test_a_ready_probe_waits_for_the_time_of_the_change(
+    http_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """servicestep's handshake with a real probe process: start, ready, change, go, result.
+    The pod wrapper is replaced by one that runs the command here."""
+    fake_podexec = tmp_path / "podexec.sh"
+    fake_podexec.write_text('#!/bin/sh\nshift 2\nexec "$@"\n')  # drop "POD --"
+    fake_podexec.chmod(0o755)
+    monkeypatch.setattr(servicestep, "PODEXEC", fake_podexec)
+    target = f"127.0.0.1:{http_port}"
+    proc = servicestep.start_probe(tmp_path, "client-0", [target], timeout=5)
+    time.sleep(0.3)  # the change takes a while; the probe has not tried yet
+    since = time.time()
+    servicestep.go(proc, since)
+    out = servicestep.finish_probe(proc, "client-0", timeout=5)
+    assert out["answered"] == 1
+    assert 0 <= out["first_attempt_s"] < 0.2  # tried as soon as it was told, not before
+    assert out["answer_s"][target] < 0.3
