@@ -27,6 +27,7 @@ PATHS = {
     "/apis/discovery.k8s.io/v1/endpointslices": "EndpointSlice",
 }
 API_VERSIONS = {"Service": "v1", "EndpointSlice": "discovery.k8s.io/v1"}
+API_KEYS = ("kind", "apiVersion")
 
 
 class RecordingSink:
@@ -252,18 +253,20 @@ class FakeApiServer:
                     self._list(kind, query)
 
             def _list(self, kind: str, query: dict[str, str]) -> None:
-                with api._cond:
-                    items = [copy.deepcopy(o) for _, o in sorted(api.objects[kind].items())]
-                    rv = api.rv
-                for item in items:  # typed lists carry no kind/apiVersion per item
-                    item.pop("kind", None)
-                    item.pop("apiVersion", None)
                 limit = int(query.get("limit", "0") or 0)
                 start = int(query.get("continue", "0") or 0)
-                meta: dict[str, Any] = {"resourceVersion": str(rv)}
-                if limit and start + limit < len(items):
-                    meta["continue"] = str(start + limit)
-                page = items[start : start + limit] if limit else items
+                with api._cond:
+                    keys = sorted(api.objects[kind])
+                    end = start + limit if limit else len(keys)
+                    # typed lists carry no kind/apiVersion per item
+                    page = [
+                        {k: v for k, v in api.objects[kind][key].items() if k not in API_KEYS}
+                        for key in keys[start:end]
+                    ]
+                    page = json.loads(json.dumps(page))  # a copy, as the wire would give
+                    meta: dict[str, Any] = {"resourceVersion": str(api.rv)}
+                if end < len(keys):
+                    meta["continue"] = str(end)
                 self._send_json(200, {"kind": f"{kind}List", "metadata": meta, "items": page})
 
             def _chunk(self, data: bytes) -> None:
