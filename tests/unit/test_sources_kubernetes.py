@@ -152,6 +152,21 @@ def test_relist_after_410_gone_applies_what_the_gap_missed(api: Any, tmp_path: P
         assert sink.wait_for(lambda s: "default/after" in s.services)
 
 
+def test_invalid_object_in_a_relist_keeps_its_last_good_version(api: Any, tmp_path: Path) -> None:
+    populate(api, 2)
+    with running(api, tmp_path) as (sink, _):
+        good = sink.services["default/s0"]
+        api.fail_watches = True
+        api.drop_watches()
+        api.apply(service("s0", "10.96.0.1", ports=[{"port": 0}]))  # only seen by the relist
+        api.compact()
+        api.fail_watches = False
+        assert sink.wait_for(lambda s: s.synced_count >= 3), "no synced() after the relists"
+        assert sink.services["default/s0"] == good, "the relist dropped a refused object"
+        assert [r.obj for r in sink.rejections] == ["Service default/s0"]
+        assert "port" in sink.rejections[0].reason
+
+
 def test_bookmarks_move_the_resource_version_on(api: Any, tmp_path: Path) -> None:
     populate(api, 1)
     with running(api, tmp_path) as (sink, _):
