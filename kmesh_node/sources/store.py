@@ -38,6 +38,7 @@ class ServiceStore:
         self._slices_of: dict[str, dict[str, SliceSpec]] = {}  # service key -> its slices
         self._emitted: dict[str, LbService] = {}
         self._owner: dict[Frontend, str] = {}
+        self._owned: dict[str, set[Frontend]] = {}  # service -> frontends it owns
         self._waiting: dict[Frontend, set[str]] = {}  # frontend -> services denied it
         self._denied: dict[str, set[Frontend]] = {}  # service -> frontends it is denied
         self._reported: dict[str, set[Frontend]] = {}  # denials already told to the sink
@@ -144,9 +145,12 @@ class ServiceStore:
                 self._recompute(key)
 
     def _release(self, key: str, frontends: Iterable[Frontend]) -> None:
+        owned = self._owned.get(key)
         for fe in frontends:
             if self._owner.get(fe) == key:
                 del self._owner[fe]
+                if owned is not None:
+                    owned.discard(fe)
                 waiting = self._waiting.get(fe)
                 if waiting:
                     # The earliest waiting service gets it at its recompute.
@@ -168,8 +172,8 @@ class ServiceStore:
             self._denied.pop(key, None)
             self._reported.pop(key, None)
             self._arrival.pop(key, None)
+            self._release(key, list(self._owned.pop(key, ())))
             if previous is not None:
-                self._release(key, previous.frontends)
                 del self._emitted[key]
                 self._tell_delete(key)
             return
@@ -178,10 +182,12 @@ class ServiceStore:
         self._clear_denials(key)
         granted = {}
         denied: set[Frontend] = set()
+        owned = self._owned.setdefault(key, set())
         for fe, eps in full.frontends.items():
             owner = self._owner.get(fe)
             if owner is None or owner == key:
                 self._owner[fe] = key
+                owned.add(fe)
                 granted[fe] = eps
                 continue
             denied.add(fe)
@@ -196,8 +202,7 @@ class ServiceStore:
                 )
         self._denied[key] = denied
         reported.intersection_update(denied)  # a frontend granted since may be denied anew
-        if previous is not None:
-            self._release(key, [fe for fe in previous.frontends if fe not in granted])
+        self._release(key, [fe for fe in owned if fe not in granted])
         if not granted:
             # Every frontend is taken by others: nothing of this service can be served.
             if previous is not None:

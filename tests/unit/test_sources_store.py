@@ -248,3 +248,22 @@ def test_a_sink_failure_for_one_service_is_reported_and_the_others_go_on() -> No
     store.put_slice(sl("bad-1", "bad", ["10.0.0.1"]))
     store.flush()
     assert sink.services["default/bad"].endpoint_count() == 1
+
+
+def test_frontend_of_a_service_the_sink_refused_is_freed_when_it_goes() -> None:
+    store, sink = make()
+    real_upsert = sink.upsert
+
+    def picky(svc: Any) -> None:
+        if svc.key == "default/bad":
+            raise RuntimeError("map full")
+        real_upsert(svc)
+
+    sink.upsert = picky
+    store.put_service(s("bad", "10.96.0.1"), "b.yaml")
+    store.put_service(s("other", "10.96.0.1"), "o.yaml")
+    store.flush()
+    assert sink.services == {}
+    store.remove_service("default/bad")
+    store.flush()
+    assert set(sink.services["default/other"].frontends) == {Frontend("10.96.0.1", 80)}
