@@ -73,9 +73,17 @@ class _Item:
 
 @dataclass(frozen=True, slots=True)
 class _Broken:
-    """A document that is not YAML at all."""
+    """A document that is not YAML at all (cached by text, so the line is relative)."""
 
-    reason: str
+    problem: str
+    line: int | None = None  # 0-based, within the document
+    column: int | None = None
+
+    def reason(self, first_line: int) -> str:
+        where = ""
+        if self.line is not None and self.column is not None:
+            where = f" at line {first_line + self.line} column {self.column + 1}"
+        return f"not valid YAML{where}: {self.problem}; fix the syntax"
 
 
 _Outcome = tuple[_Item, ...] | _Broken
@@ -88,11 +96,21 @@ class _FileState:
     objects: dict[ObjectId, Spec] = field(default_factory=dict)  # last good, by identity
 
 
-def split_documents(text: str) -> list[str]:
-    """The YAML documents of a file, as text (a leading empty part is dropped)."""
-    parts = _DOC_SEPARATOR.split(text)
-    if parts and not parts[0].strip():
-        parts = parts[1:]
+def split_documents(text: str) -> list[tuple[int, str]]:
+    """The YAML documents of a file: (line of the file where each starts, its text).
+
+    A leading empty part (a file that starts with "---") is dropped.
+    """
+    parts: list[tuple[int, str]] = []
+    line, start = 1, 0
+    for match in _DOC_SEPARATOR.finditer(text):
+        chunk = text[start : match.start()]
+        parts.append((line, chunk))
+        line += chunk.count("\n")
+        start = match.end()
+    parts.append((line, text[start:]))
+    if not parts[0][1].strip():
+        del parts[0]
     return parts
 
 
@@ -113,9 +131,10 @@ def parse_document(text: str) -> _Outcome:
         doc = fastyaml.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1} of the document" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return _Broken(f"not valid YAML{where}: {problem}; fix the syntax")
+        if mark is None:
+            return _Broken(problem)
+        return _Broken(problem, mark.line, mark.column)
     if doc is None:
         return ()
     items = []
@@ -330,7 +349,7 @@ class ManifestSource:
         outcomes: dict[str, _Outcome] = {}
         new_objects: dict[ObjectId, Spec] = {}
         complete = True
-        for n, doc_text in enumerate(split_documents(text), 1):
+        for n, (first_line, doc_text) in enumerate(split_documents(text), 1):
             # Only documents whose text is new are parsed, and only they report problems
             # (an unchanged broken document was reported when it appeared).
             fresh = False
@@ -344,7 +363,7 @@ class ManifestSource:
             if isinstance(outcome, _Broken):
                 complete = False
                 if fresh:
-                    reject(self._sink, where, f"document {n}", outcome.reason)
+                    reject(self._sink, where, f"document {n}", outcome.reason(first_line))
                 continue
             for i, item in enumerate(outcome, 1):
                 if item.oid is None:

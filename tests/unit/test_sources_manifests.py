@@ -82,10 +82,12 @@ def running(directory: Path, inotify: bool) -> Iterator[Any]:
 # --- scanning and parsing --------------------------------------------------------------
 
 
-def test_split_documents_keeps_each_document_apart() -> None:
-    text = "---\na: 1\n---\nb: 2\n--- # c\nc: 3\n...\n"
-    assert [yaml.safe_load(d) for d in split_documents(text)] == [{"a": 1}, {"b": 2}, {"c": 3}]
-    assert split_documents("a: '---'\nb: |\n  ---x\n") == ["a: '---'\nb: |\n  ---x\n"]
+def test_split_documents_keeps_each_document_apart_with_its_first_line() -> None:
+    text = "---\na: 1\n---\nb: 2\nbb: 3\n--- # c\nc: 3\n...\n"
+    docs = split_documents(text)
+    assert [yaml.safe_load(d) for _, d in docs] == [{"a": 1}, {"b": 2, "bb": 3}, {"c": 3}]
+    assert [line for line, _ in docs] == [1, 3, 6]
+    assert split_documents("a: '---'\nb: |\n  ---x\n") == [(1, "a: '---'\nb: |\n  ---x\n")]
 
 
 def test_initial_scan_reads_multi_document_files_yaml_and_yml(tmp_path: Path) -> None:
@@ -136,6 +138,9 @@ def test_broken_document_does_not_drop_its_valid_siblings(tmp_path: Path) -> Non
     assert rej.where == str(tmp_path / "mixed.yaml")
     assert rej.obj == "document 3"
     assert "not valid YAML" in rej.reason and "fix the syntax" in rej.reason
+    # The line is the file's, where the broken mapping starts being wrong.
+    broken_line = text.splitlines().index("metadata: {name: [broken") + 1
+    assert f"at line {broken_line} " in rej.reason or f"at line {broken_line + 1} " in rej.reason
 
 
 def test_invalid_objects_are_rejected_by_name_and_others_keep_working(tmp_path: Path) -> None:
