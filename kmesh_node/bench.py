@@ -233,6 +233,7 @@ class Lab:
         return json.loads(res.stdout.strip().splitlines()[-1])
 
     def close(self) -> None:
+        """Remove everything this lab made; each step runs even if an earlier one failed."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
@@ -241,13 +242,14 @@ class Lab:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        from kmesh_node.datapath import uninstall
-
         for pin in self.pins:
             if pin.exists():
                 try:
+                    from kmesh_node.datapath import uninstall
+
                     uninstall(str(pin))
                 except Exception:
+                    # unpinning drops the last reference of our links: they detach too
                     log.exception("uninstall %s failed; removing what is left", pin)
                     shutil.rmtree(pin, ignore_errors=True)
         for cg in self.cgroups:
@@ -263,7 +265,11 @@ class Lab:
                 cg.rmdir()
                 return
             # what is left inside was started by the bench: move it back to the root
-            for pid in (cg / "cgroup.procs").read_text().split():
+            try:
+                pids = (cg / "cgroup.procs").read_text().split()
+            except OSError:
+                pids = []
+            for pid in pids:
                 with contextlib.suppress(OSError):
                     (self.cg_root / "cgroup.procs").write_text(pid)
             time.sleep(0.1)
