@@ -11,26 +11,31 @@
 #define KMESH_NODE_H
 
 #define KMN_MAGIC 0x4b4d4e31 /* "KMN1" */
-#define KMN_LAYOUT_VERSION 4
+#define KMN_LAYOUT_VERSION 5
 
 /* Every elastic map is an ARRAY_OF_MAPS of S slots over N shards (N a power of two,
- * 1..S): slot s holds shard s & (N - 1), and a key lives in the shard of slot
- * hash16(key) & (S - 1). Shards stay small (<= 2048 buckets = 32 KiB, kmalloc'd in the
- * kernel's direct map) because bigger bucket arrays are vmalloc'd, and a cold lookup then
- * pays TLB misses (measured here: ~550 ns vs ~250 ns per lookup over 200 of 10k keys).
- * Growing N re-points slots one by one; each slot is consistent on its own, so lookups
- * never fail during the change. */
-/* Frontend maps: 128 slots (1 KiB, a hot array) x 2048 = 262k frontends at full speed.
- * Overflow-endpoint maps: 1024 slots (8 KiB) x 2048 = 2M endpoints. Beyond that, shards
- * simply grow past 2048 buckets. */
+ * 1..S): slot s holds shard s & (N - 1). Growing N re-points slots one by one; each slot is
+ * consistent on its own, so lookups never fail during the change.
+ *
+ * Frontend tables (fe4/fe6, kmesh_node/fetable.py): shards are ARRAYs of entries
+ * {key, header, first endpoints}, open-addressed: h = kmn_hash(key), slot = top
+ * KMN_FE_SLOTS_BITS bits of h, home = the next KMN_FE*_ENTRIES_BITS bits, then at most
+ * KMN_PROBES entries, stopping at one never used. ~2 cache lines per connect.
+ * Overflow endpoints (ep4/ep6, kmesh_node/shardmap.py): shards are NO_PREALLOC hashes,
+ * slot = (h >> 16) & (KMN_EP_SLOTS - 1), at most 2048 buckets each (32 KiB, kmalloc'd). */
+#define KMN_FE_SLOTS_BITS 7
 #define KMN_FE_SLOTS 128
+#define KMN_FE4_ENTRIES_BITS 11
+#define KMN_FE4_ENTRIES 2048
+#define KMN_FE6_ENTRIES_BITS 9
+#define KMN_FE6_ENTRIES 512
+#define KMN_PROBES 8
 #define KMN_EP_SLOTS 1024
 #define KMN_HASH_MUL 0x9E3779B1U
 #define KMN_EPSET_MUL 65599U
 
-/* Endpoints kept inline in the frontend value: a service with at most this many
- * endpoints is served by ONE hash lookup. 5 (v4) fills the 128-byte allocation class of a
- * NO_PREALLOC hash element that 3 would already use, so the extra slots are free. */
+/* Endpoints kept inline in a frontend entry: a service with at most this many endpoints
+ * needs no second lookup. 5 (v4) and 3 (v6) fill a 64- / 96-byte entry. */
 #define KMN_INLINE4 5
 #define KMN_INLINE6 3
 
@@ -44,15 +49,15 @@
 struct kmn_fe4_key {
 	__u32 addr;  /* ClusterIP, network order */
 	__u16 port;  /* network order */
-	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
-	__u8 pad;
+	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP; 0 = dead entry */
+	__u8 used;   /* entry position ever written: probes go on past it */
 };
 
 struct kmn_fe6_key {
 	__u32 addr[4];
 	__u16 port;
 	__u8 proto;
-	__u8 pad;
+	__u8 used;
 };
 
 struct kmn_ep4 {
@@ -77,12 +82,15 @@ struct kmn_fe_hdr {
 	__u8 flags;
 };
 
-struct kmn_fe4_val {
+/* One frontend-table entry: 64 bytes (IPv4), 96 bytes (IPv6). */
+struct kmn_fe4_ent {
+	struct kmn_fe4_key key;
 	struct kmn_fe_hdr hdr;
 	struct kmn_ep4 ep[KMN_INLINE4];
 };
 
-struct kmn_fe6_val {
+struct kmn_fe6_ent {
+	struct kmn_fe6_key key;
 	struct kmn_fe_hdr hdr;
 	struct kmn_ep6 ep[KMN_INLINE6];
 };

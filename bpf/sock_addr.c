@@ -7,9 +7,10 @@
  * load fresh programs against the maps the previous run pinned.
  *
  * Map shape (memory follows the load): each KMN_FD_* map is an ARRAY_OF_MAPS of
- * KMN_*_SLOTS slots over BPF_F_NO_PREALLOC hash shards (see kmesh_node.h). To resize, the
- * agent builds new shards, fills them, and re-points slots: a program sees, per slot,
- * either the old or the new shard, both complete.
+ * KMN_*_SLOTS slots over shards (see kmesh_node.h): open-addressed ARRAY tables for
+ * frontends, NO_PREALLOC hashes for overflow endpoints. To resize, the agent builds new
+ * shards, fills them, and re-points slots: a program sees, per slot, either the old or the
+ * new shard, both complete.
  */
 #include <uapi/linux/bpf.h>
 #include <linux/in.h>
@@ -53,13 +54,18 @@ static __always_inline __u32 kmn_pick(struct kmn_fe_hdr *h, __u32 count)
 	return bpf_get_prandom_u32() % count;
 }
 
-/* The shard holding keys whose hash input is `x` in an outer map of `slots` slots
- * (mirrored in structs.hash16()). */
+/* 32-bit multiplicative hash (mirrored in structs.hash32()); fold first: ClusterIPs
+ * differ in their last octets, the high bits of x. */
+static __always_inline __u32 kmn_hash(__u32 x)
+{
+	x ^= x >> 16;
+	return x * KMN_HASH_MUL;
+}
+
+/* The overflow shard holding keys whose hash input is `x`. */
 static __always_inline void *kmn_shard(void *outer, __u32 x, __u32 slots)
 {
-	/* fold first: ClusterIPs differ in their last octets, the high bits of x */
-	x ^= x >> 16;
-	__u32 slot = ((x * KMN_HASH_MUL) >> 16) & (slots - 1);
+	__u32 slot = (kmn_hash(x) >> 16) & (slots - 1);
 	return bpf_map_lookup_elem(outer, &slot);
 }
 
@@ -73,20 +79,56 @@ static __always_inline void *kmn_overflow(void *outer, __u32 epset, __u32 idx)
 	return bpf_map_lookup_elem(inner, &ek);
 }
 
+/* The live frontend-table entry for {addr, port, proto}, or 0. */
+static __always_inline struct kmn_fe4_ent *kmn_find4(__u32 addr, __u16 port, __u8 proto)
+{
+	__u32 h = kmn_hash(addr ^ ((__u32)port << 16) ^ proto);
+	__u32 slot = h >> (32 - KMN_FE_SLOTS_BITS);
+	void *shard = bpf_map_lookup_elem(KMN_MAP(KMN_FD_FE4), &slot);
+	if (!shard)
+		return 0;
+	__u32 home = h >> (32 - KMN_FE_SLOTS_BITS - KMN_FE4_ENTRIES_BITS);
+#pragma unroll
+	for (int p = 0; p < KMN_PROBES; p++) {
+		__u32 i = (home + p) & (KMN_FE4_ENTRIES - 1);
+		struct kmn_fe4_ent *e = bpf_map_lookup_elem(shard, &i);
+		if (!e || !e->key.used)
+			return 0;
+		if (e->key.addr == addr && e->key.port == port && e->key.proto == proto)
+			return e;
+	}
+	return 0;
+}
+
+static __always_inline struct kmn_fe6_ent *kmn_find6(struct kmn_fe6_key *key)
+{
+	__u32 h = kmn_hash(key->addr[0] ^ key->addr[1] ^ key->addr[2] ^ key->addr[3] ^
+			   ((__u32)key->port << 16) ^ key->proto);
+	__u32 slot = h >> (32 - KMN_FE_SLOTS_BITS);
+	void *shard = bpf_map_lookup_elem(KMN_MAP(KMN_FD_FE6), &slot);
+	if (!shard)
+		return 0;
+	__u32 home = h >> (32 - KMN_FE_SLOTS_BITS - KMN_FE6_ENTRIES_BITS);
+#pragma unroll
+	for (int p = 0; p < KMN_PROBES; p++) {
+		__u32 i = (home + p) & (KMN_FE6_ENTRIES - 1);
+		struct kmn_fe6_ent *e = bpf_map_lookup_elem(shard, &i);
+		if (!e || !e->key.used)
+			return 0;
+		if (e->key.addr[0] == key->addr[0] && e->key.addr[1] == key->addr[1] &&
+		    e->key.addr[2] == key->addr[2] && e->key.addr[3] == key->addr[3] &&
+		    e->key.port == key->port && e->key.proto == key->proto)
+			return e;
+	}
+	return 0;
+}
+
 /* Pick an endpoint for ctx's IPv4 destination; 0 when the destination is no frontend
  * or the frontend has no ready endpoint (counted). */
 static __always_inline int kmn_lb4(struct bpf_sock_addr *ctx, struct kmn_ep4 *out)
 {
-	struct kmn_fe4_key key = {
-		.addr = ctx->user_ip4,
-		.port = (__u16)ctx->user_port,
-		.proto = (__u8)ctx->protocol,
-	};
-	void *inner = kmn_shard(KMN_MAP(KMN_FD_FE4),
-				key.addr ^ ((__u32)key.port << 16) ^ key.proto, KMN_FE_SLOTS);
-	if (!inner)
-		return 0;
-	struct kmn_fe4_val *v = bpf_map_lookup_elem(inner, &key);
+	struct kmn_fe4_ent *v =
+		kmn_find4(ctx->user_ip4, (__u16)ctx->user_port, (__u8)ctx->protocol);
 	if (!v)
 		return 0;
 	__u32 count = v->hdr.count;
@@ -157,16 +199,9 @@ int kmn_recvmsg4(struct bpf_sock_addr *ctx)
 }
 
 /* IPv6 twin of kmn_lb4. */
-static __always_inline int kmn_lb6(struct bpf_sock_addr *ctx, struct kmn_fe6_key *key,
-				   struct kmn_ep6 *out)
+static __always_inline int kmn_lb6(struct kmn_fe6_key *key, struct kmn_ep6 *out)
 {
-	void *inner = kmn_shard(KMN_MAP(KMN_FD_FE6),
-				key->addr[0] ^ key->addr[1] ^ key->addr[2] ^ key->addr[3] ^
-					((__u32)key->port << 16) ^ key->proto,
-				KMN_FE_SLOTS);
-	if (!inner)
-		return 0;
-	struct kmn_fe6_val *v = bpf_map_lookup_elem(inner, key);
+	struct kmn_fe6_ent *v = kmn_find6(key);
 	if (!v)
 		return 0;
 	__u32 count = v->hdr.count;
@@ -197,7 +232,7 @@ static __always_inline void kmn_rewrite6(struct bpf_sock_addr *ctx)
 	key.addr[3] = ctx->user_ip6[3];
 	key.port = (__u16)ctx->user_port;
 	key.proto = (__u8)ctx->protocol;
-	if (!kmn_lb6(ctx, &key, &ep))
+	if (!kmn_lb6(&key, &ep))
 		return;
 	ctx->user_ip6[0] = ep.addr[0];
 	ctx->user_ip6[1] = ep.addr[1];

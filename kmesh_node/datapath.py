@@ -51,6 +51,7 @@ from typing import Any
 
 from kmesh_node import libbpf as lb
 from kmesh_node import structs as st
+from kmesh_node.fetable import FeTable
 from kmesh_node.model import Endpoint, Frontend, LbService
 from kmesh_node.progload import load_programs
 from kmesh_node.shardmap import ShardedMap, replace_pin
@@ -73,12 +74,15 @@ HOOKS: dict[str, tuple[str, int]] = {
     "recvmsg6": ("kmn_recvmsg6", lb.ATTACH_UDP6_RECVMSG),
 }
 
-# name -> key, value, hash of a key, slots of the outer map
-ELASTIC: dict[str, tuple[type[ct.Structure], type[ct.Structure], Callable[[Any], int], int]] = {
-    "fe4": (st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS),
-    "fe6": (st.Fe6Key, st.Fe6Val, st.hash_fe6, st.FE_SLOTS),
-    "ep4": (st.EpxKey, st.Ep4, st.hash_epx, st.EP_SLOTS),
-    "ep6": (st.EpxKey, st.Ep6, st.hash_epx, st.EP_SLOTS),
+# frontend tables: name -> entry type, entries per shard, hash of a key
+FRONTENDS: dict[str, tuple[type[ct.Structure], int, Callable[[Any], int]]] = {
+    "fe4": (st.Fe4Ent, st.FE4_ENTRIES, st.hash_fe4),
+    "fe6": (st.Fe6Ent, st.FE6_ENTRIES, st.hash_fe6),
+}
+# overflow endpoint maps: name -> key, value, hash of a key
+OVERFLOW: dict[str, tuple[type[ct.Structure], type[ct.Structure], Callable[[Any], int]]] = {
+    "ep4": (st.EpxKey, st.Ep4, st.hash_epx),
+    "ep6": (st.EpxKey, st.Ep6, st.hash_epx),
 }
 
 LOCK_WAIT_S = 15.0  # a new run waits this long for the previous one to finish exiting
@@ -101,7 +105,7 @@ class _FeState:
     count: int
 
 
-Item = tuple[ct.Structure, ct.Structure, bool]  # key, value, key is new
+Item = tuple[ct.Structure, ct.Structure, bool]  # key, value, key is new (overflow maps)
 
 
 @dataclass
@@ -110,7 +114,7 @@ class _Staged:
     a lookup-safe order by Datapath._flush."""
 
     ep_items: dict[str, list[Item]]
-    fe_items: dict[str, list[Item]]
+    fe_items: dict[str, list[ct.Structure]]  # frontend-table entries (key inside)
     fe_del: dict[str, list[ct.Structure]]
     ep_del: dict[str, list[ct.Structure]]
 
@@ -131,10 +135,17 @@ class Datapath:
 
     def __init__(self, bpffs: str) -> None:
         self.bpffs = Path(bpffs)
-        self.maps = {
-            name: ShardedMap(name, self.bpffs, k, v, h, slots)
-            for name, (k, v, h, slots) in ELASTIC.items()
+        self.fe = {
+            name[-1]: FeTable(name, self.bpffs, ent, entries, st.FE_SLOTS, h)
+            for name, (ent, entries, h) in FRONTENDS.items()
         }
+        self.ep = {
+            name[-1]: ShardedMap(name, self.bpffs, k, v, h, st.EP_SLOTS)
+            for name, (k, v, h) in OVERFLOW.items()
+        }
+        # every elastic map by its pin name (fe4, fe6, ep4, ep6)
+        self.maps: dict[str, FeTable | ShardedMap] = {f"fe{f}": t for f, t in self.fe.items()}
+        self.maps |= {f"ep{f}": m for f, m in self.ep.items()}
         self._fds: dict[str, int] = {}
         self._services: dict[str, LbService] = {}
         self._svc_ids: dict[str, int] = {}
@@ -223,19 +234,18 @@ class Datapath:
     def _adopt_frontends(self) -> None:
         top = 0
         for fam, decode in (("4", st.decode_fe4), ("6", st.decode_fe6)):
-            keys, vals = self.maps["fe" + fam].items()
             referenced: dict[int, int] = {}
-            for key, val in zip(keys, vals, strict=True):
-                h = val.hdr
-                self._fe[decode(key)] = _FeState(None, h.svc_id, h.epset, h.count)
+            for ent in self.fe[fam].live_entries():
+                h = ent.hdr
+                self._fe[decode(ent.key)] = _FeState(None, h.svc_id, h.epset, h.count)
                 referenced[h.epset] = h.count
                 top = max(top, h.svc_id, h.epset)
             # A run that died between writing and dropping overflow entries left orphans.
-            ep_keys, _vals = self.maps["ep" + fam].items()
+            ep_keys, _vals = self.ep[fam].items()
             orphans = [k for k in ep_keys if k.idx >= referenced.get(k.epset, 0)]
             if orphans:
                 log.info("dropping %d orphaned overflow endpoints", len(orphans))
-                self.maps["ep" + fam].remove(orphans)
+                self.ep[fam].remove(orphans)
         self._next_id = top + 1
         log.info("adopted %d pinned frontends from %s", len(self._fe), self.bpffs)
 
@@ -415,7 +425,8 @@ class Datapath:
         state: _FeState | None,
         staged: _Staged,
     ) -> None:
-        val: ct.Structure = st.Fe4Val() if fam == "4" else st.Fe6Val()
+        val: ct.Structure = st.Fe4Ent() if fam == "4" else st.Fe6Ent()
+        val.key = key
         inline = st.INLINE4 if fam == "4" else st.INLINE6
         count = len(encoded)
         epset = self._alloc_id() if count > inline else 0
@@ -427,7 +438,7 @@ class Datapath:
         val.hdr.epset = epset
         val.hdr.count = count
         val.hdr.policy = st.POLICY[svc.policy]
-        staged.fe_items[fam].append((key, val, state is None))
+        staged.fe_items[fam].append(val)
         if state is not None:
             self._stage_overflow_drop(fam, state, staged)
         self._fe[fe] = _FeState(svc.key, svc_id, epset, count)
@@ -449,12 +460,12 @@ class Datapath:
         # Order keeps every lookup valid: a frontend value is written only after the
         # overflow endpoints it names exist, and old entries go only once unreferenced.
         for fam in ("4", "6"):
-            self.maps["ep" + fam].write(staged.ep_items[fam])
+            self.ep[fam].write(staged.ep_items[fam])
         for fam in ("4", "6"):
-            self.maps["fe" + fam].write(staged.fe_items[fam])
+            self.fe[fam].write(staged.fe_items[fam])
         for fam in ("4", "6"):
-            self.maps["fe" + fam].remove(staged.fe_del[fam])
-            self.maps["ep" + fam].remove(staged.ep_del[fam])
+            self.fe[fam].delete(staged.fe_del[fam])
+            self.ep[fam].remove(staged.ep_del[fam])
         for emap in self.maps.values():
             emap.maybe_shrink()
 
@@ -594,7 +605,10 @@ def inspect(bpffs: str) -> dict[str, Any]:
         maps: dict[str, Any] = {}
         svc_ids: set[int] = set()
         endpoints = frontends = 0
-        for name, (key_t, val_t, _hash, _slots) in ELASTIC.items():
+        tables: dict[str, tuple[Any, Any]] = {
+            name: (ct.c_uint32, ent) for name, (ent, _n, _h) in FRONTENDS.items()
+        } | {name: (k, v) for name, (k, v, _h) in OVERFLOW.items()}
+        for name, (key_t, val_t) in tables.items():
             summary = {"capacity": 0, "entries": 0, "shards": 0}
             i = 0
             while (path := root / f"{name}_inner_{i}").exists():
@@ -602,13 +616,16 @@ def inspect(bpffs: str) -> dict[str, Any]:
                 fds.append(fd)
                 keys, vals = lb.lookup_all(fd, key_t, val_t)
                 summary["capacity"] += lb.map_info(fd).max_entries
-                summary["entries"] += len(keys)
                 summary["shards"] += 1
                 if name.startswith("fe"):
-                    frontends += len(keys)
-                    for val in vals:
+                    live = [v for v in vals if v.key.proto]
+                    summary["entries"] += len(live)
+                    frontends += len(live)
+                    for val in live:
                         svc_ids.add(val.hdr.svc_id)
                         endpoints += val.hdr.count
+                else:
+                    summary["entries"] += len(keys)
                 i += 1
             maps[name] = summary
         out["maps"] = maps

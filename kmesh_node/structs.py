@@ -17,8 +17,14 @@ BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 HEADER = BPF_DIR / "kmesh_node.h"
 
 MAGIC = 0x4B4D4E31
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
+FE_SLOTS_BITS = 7
 FE_SLOTS = 128
+FE4_ENTRIES_BITS = 11
+FE4_ENTRIES = 2048
+FE6_ENTRIES_BITS = 9
+FE6_ENTRIES = 512
+PROBES = 8
 EP_SLOTS = 1024
 HASH_MUL = 0x9E3779B1
 EPSET_MUL = 65599
@@ -35,7 +41,7 @@ class Fe4Key(ct.Structure):
         ("addr", ct.c_uint32),
         ("port", ct.c_uint16),
         ("proto", ct.c_uint8),
-        ("pad", ct.c_uint8),
+        ("used", ct.c_uint8),
     )
 
 
@@ -44,7 +50,7 @@ class Fe6Key(ct.Structure):
         ("addr", ct.c_uint32 * 4),
         ("port", ct.c_uint16),
         ("proto", ct.c_uint8),
-        ("pad", ct.c_uint8),
+        ("used", ct.c_uint8),
     )
 
 
@@ -67,12 +73,12 @@ class FeHdr(ct.Structure):
     )
 
 
-class Fe4Val(ct.Structure):
-    _fields_ = (("hdr", FeHdr), ("ep", Ep4 * INLINE4))
+class Fe4Ent(ct.Structure):
+    _fields_ = (("key", Fe4Key), ("hdr", FeHdr), ("ep", Ep4 * INLINE4))
 
 
-class Fe6Val(ct.Structure):
-    _fields_ = (("hdr", FeHdr), ("ep", Ep6 * INLINE6))
+class Fe6Ent(ct.Structure):
+    _fields_ = (("key", Fe6Key), ("hdr", FeHdr), ("ep", Ep6 * INLINE6))
 
 
 class EpxKey(ct.Structure):
@@ -113,8 +119,8 @@ MIRRORS: dict[str, type[ct.Structure]] = {
     "kmn_ep4": Ep4,
     "kmn_ep6": Ep6,
     "kmn_fe_hdr": FeHdr,
-    "kmn_fe4_val": Fe4Val,
-    "kmn_fe6_val": Fe6Val,
+    "kmn_fe4_ent": Fe4Ent,
+    "kmn_fe6_ent": Fe6Ent,
     "kmn_epx_key": EpxKey,
     "kmn_orig4": Orig4,
     "kmn_orig6": Orig6,
@@ -179,24 +185,25 @@ def decode_fe6(key: Fe6Key) -> Frontend:
     return Frontend(str(ipaddress.IPv6Address(raw)), socket.ntohs(key.port), _l4(key.proto))
 
 
-def hash16(x: int) -> int:
-    """== kmn_shard() in bpf/sock_addr.c: fold, 32-bit multiplicative hash, top 16 bits.
-    A map of S slots uses hash16 & (S - 1)."""
+def hash32(x: int) -> int:
+    """== kmn_hash() in bpf/sock_addr.c: fold, then 32-bit multiplicative hash."""
     x ^= x >> 16
-    return ((x * HASH_MUL) & 0xFFFFFFFF) >> 16
+    return (x * HASH_MUL) & 0xFFFFFFFF
 
 
 def hash_fe4(key: Fe4Key) -> int:
-    return hash16(key.addr ^ (key.port << 16) ^ key.proto)
+    """32-bit hash of a frontend key (frontend tables use its top bits)."""
+    return hash32(key.addr ^ (key.port << 16) ^ key.proto)
 
 
 def hash_fe6(key: Fe6Key) -> int:
     a = key.addr
-    return hash16(a[0] ^ a[1] ^ a[2] ^ a[3] ^ (key.port << 16) ^ key.proto)
+    return hash32(a[0] ^ a[1] ^ a[2] ^ a[3] ^ (key.port << 16) ^ key.proto)
 
 
 def hash_epx(key: EpxKey) -> int:
-    return hash16((key.epset * EPSET_MUL + key.idx) & 0xFFFFFFFF)
+    """16-bit hash of an overflow key (== kmn_shard(): a map of S slots uses & (S - 1))."""
+    return hash32((key.epset * EPSET_MUL + key.idx) & 0xFFFFFFFF) >> 16
 
 
 def _l4(proto: int) -> L4Proto:

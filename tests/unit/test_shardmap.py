@@ -33,7 +33,7 @@ class FakeKernel:
         self.fds = itertools.count(100)
         self.pins: dict[str, int] = {}
         self.live: dict[int, set[bytes]] = {}  # slot -> keys a lookup must find at any moment
-        self.slot_of: Any = lambda k: st.hash_fe4(k) & (st.FE_SLOTS - 1)
+        self.slot_of: Any = lambda k: hash16(k) & (st.FE_SLOTS - 1)
         self.outer_fd = -1
         self.checks = 0
         self.pin_dir = pin_dir
@@ -146,12 +146,20 @@ def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
     return fake
 
 
+def hash16(key: ct.Structure) -> int:
+    return st.hash_fe4(key) >> 16
+
+
+def new_map(pin_dir: Path) -> shardmap.ShardedMap:
+    return shardmap.ShardedMap("fe4", pin_dir, st.Fe4Key, st.Ep4, hash16, st.FE_SLOTS)
+
+
 def key(i: int) -> st.Fe4Key:
     return st.fe4_key(Frontend(f"10.{96 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}", 80))
 
 
 def items(rng: range) -> list[tuple[ct.Structure, ct.Structure, bool]]:
-    return [(key(i), st.Fe4Val(), True) for i in rng]
+    return [(key(i), st.Ep4(), True) for i in rng]
 
 
 def invariants(m: shardmap.ShardedMap, kernel: FakeKernel) -> None:
@@ -170,7 +178,7 @@ def invariants(m: shardmap.ShardedMap, kernel: FakeKernel) -> None:
 def test_grows_reshards_and_shrinks_without_a_missed_lookup(
     kernel: FakeKernel, tmp_path: Path
 ) -> None:
-    m = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
+    m = new_map(tmp_path)
     m.open()
     assert (len(m.shards), m.capacity) == (1, shardmap.MIN_CAPACITY)
     for lo, hi in ((0, 50), (50, 3_000), (3_000, 12_000)):
@@ -190,17 +198,17 @@ def test_grows_reshards_and_shrinks_without_a_missed_lookup(
 
 
 def test_adopts_pinned_shards(kernel: FakeKernel, tmp_path: Path) -> None:
-    m = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
+    m = new_map(tmp_path)
     m.open()
     m.write(items(range(5_000)))
-    again = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
+    again = new_map(tmp_path)
     again.open()
     assert [s.fd for s in again.shards] == [s.fd for s in m.shards]
     assert again.count == 5_000
 
 
 def test_rebuilds_an_interrupted_reshard(kernel: FakeKernel, tmp_path: Path) -> None:
-    m = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
+    m = new_map(tmp_path)
     m.open()
     m.write(items(range(3_000)))
     kernel.add_live(key(i) for i in range(3_000))
@@ -209,16 +217,14 @@ def test_rebuilds_an_interrupted_reshard(kernel: FakeKernel, tmp_path: Path) -> 
     keys, vals = m.items()
     new = []
     for i in range(n * 2):
-        fd = lb.map_create(lb.MAP_HASH, "x", 8, ct.sizeof(st.Fe4Val), 4096)
-        members = [
-            (k, v) for k, v in zip(keys, vals, strict=True) if st.hash_fe4(k) & (2 * n - 1) == i
-        ]
+        fd = lb.map_create(lb.MAP_HASH, "x", 8, ct.sizeof(st.Ep4), 4096)
+        members = [(k, v) for k, v in zip(keys, vals, strict=True) if hash16(k) & (2 * n - 1) == i]
         for k, v in members:
             lb.update_elem(fd, k, v)
         new.append(fd)
     for s in range(st.FE_SLOTS // 2):
         lb.update_elem(m.outer_fd, ct.c_uint32(s), ct.c_uint32(new[s & (2 * n - 1)]))
-    again = shardmap.ShardedMap("fe4", tmp_path, st.Fe4Key, st.Fe4Val, st.hash_fe4, st.FE_SLOTS)
+    again = new_map(tmp_path)
     again.open()
     assert again.count == 3_000
     invariants(again, kernel)

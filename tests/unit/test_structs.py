@@ -75,12 +75,22 @@ def test_constants_match_header() -> None:
     assert d["KMN_MAGIC"] == st.MAGIC
     assert d["KMN_LAYOUT_VERSION"] == st.LAYOUT_VERSION
     assert d["KMN_INLINE4"] == st.INLINE4 and d["KMN_INLINE6"] == st.INLINE6
-    assert d["KMN_FE_SLOTS"] == st.FE_SLOTS and d["KMN_EP_SLOTS"] == st.EP_SLOTS
+    assert d["KMN_FE_SLOTS"] == st.FE_SLOTS == 1 << d["KMN_FE_SLOTS_BITS"]
+    assert d["KMN_FE_SLOTS_BITS"] == st.FE_SLOTS_BITS and d["KMN_EP_SLOTS"] == st.EP_SLOTS
+    assert d["KMN_FE4_ENTRIES"] == st.FE4_ENTRIES == 1 << d["KMN_FE4_ENTRIES_BITS"]
+    assert d["KMN_FE6_ENTRIES"] == st.FE6_ENTRIES == 1 << d["KMN_FE6_ENTRIES_BITS"]
+    assert d["KMN_FE4_ENTRIES_BITS"] == st.FE4_ENTRIES_BITS
+    assert d["KMN_FE6_ENTRIES_BITS"] == st.FE6_ENTRIES_BITS
+    assert d["KMN_PROBES"] == st.PROBES
     assert d["KMN_HASH_MUL"] == st.HASH_MUL
     assert d["KMN_EPSET_MUL"] == st.EPSET_MUL
     assert d["KMN_POLICY_RANDOM"] == st.POLICY[LbPolicy.RANDOM]
     assert d["KMN_POLICY_ROUND_ROBIN"] == st.POLICY[LbPolicy.ROUND_ROBIN]
     assert d["KMN_CTR_NO_ENDPOINT"] == st.CTR_NO_ENDPOINT and d["KMN_CTR_MAX"] == st.CTR_MAX
+
+
+def test_frontend_entries_fill_whole_cache_lines() -> None:
+    assert ct.sizeof(st.Fe4Ent) == 64 and ct.sizeof(st.Fe6Ent) == 96
 
 
 def test_encoding_is_network_order_as_the_kernel_holds_it() -> None:
@@ -105,14 +115,16 @@ def test_frontend_keys_round_trip(fe: Frontend) -> None:
         assert st.decode_fe4(st.fe4_key(fe)) == fe
 
 
-def test_slots_spread_keys_and_stay_in_range() -> None:
+def test_hashes_spread_keys_over_slots_and_positions() -> None:
     hashes = [
         st.hash_fe4(st.fe4_key(Frontend(f"10.96.{i // 250}.{i % 250}", 80))) for i in range(4096)
     ]
-    assert all(0 <= h < 1 << 16 for h in hashes)
+    assert all(0 <= h < 1 << 32 for h in hashes)
     # sequential ClusterIPs must not pile into a few slots (the shards stay balanced)
-    assert len({h & (st.FE_SLOTS - 1) for h in hashes}) == st.FE_SLOTS
-    per_slot = collections.Counter(h & (st.FE_SLOTS - 1) for h in hashes)
-    assert max(per_slot.values()) < 2 * 4096 / st.FE_SLOTS
+    slots = collections.Counter(h >> (32 - st.FE_SLOTS_BITS) for h in hashes)
+    assert len(slots) == st.FE_SLOTS and max(slots.values()) < 2 * 4096 / st.FE_SLOTS
+    shift = 32 - st.FE_SLOTS_BITS - st.FE4_ENTRIES_BITS
+    homes = {(h >> shift) & (st.FE4_ENTRIES - 1) for h in hashes}
+    assert len(homes) > 0.8 * min(4096, st.FE4_ENTRIES)
     ep_slots = {st.hash_epx(st.EpxKey(epset=7, idx=i)) & (st.EP_SLOTS - 1) for i in range(5, 2000)}
     assert len(ep_slots) > st.EP_SLOTS * 0.75
