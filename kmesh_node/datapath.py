@@ -22,11 +22,12 @@ Layout under the pin directory (every object is pinned, inner maps included, so 
     counters                  PERCPU_ARRAY of u64 (no_endpoint, ...)
     orig4, orig6              SK_STORAGE kmn_orig4/6 (UDP reply source rewrite)
     {fe4,fe6,ep4,ep6}_outer   ARRAY_OF_MAPS of 128 (fe) / 1024 (ep) slots over N shards
-    {fe4,fe6,ep4,ep6}_inner_<i>  the NO_PREALLOC hash shards (see kmesh_node/shardmap.py)
+    {fe4,fe6,ep4,ep6}_inner_<i>  the shards: ARRAY frontend tables (kmesh_node/fetable.py),
+                              NO_PREALLOC hash overflow maps (kmesh_node/shardmap.py)
     prog_<hook>, link_<hook>  programs and their cgroup bpf_links
 
-Frontends (ClusterIP:port/proto) map to a value carrying the service's first endpoints
-inline (5 for IPv4, 3 for IPv6): one hash lookup serves most services; endpoints beyond
+Frontends (ClusterIP:port/proto) are entries carrying the service's first endpoints
+inline (5 for IPv4, 3 for IPv6): one table lookup serves most services; endpoints beyond
 those live in the ep4/ep6 maps under a per-version "endpoint set" id. Elastic maps grow and
 shrink with their content (kmesh_node/shardmap.py) and never miss a lookup while doing so.
 Writes are staged and flushed in an order that keeps every lookup valid: overflow
