@@ -218,27 +218,30 @@ def _in_instance(state_dir: Path, inst_pod: str, group: str, argv: Sequence[str]
     ]
 
 
-def _start(argv: Sequence[str], state_dir: Path, log: Path) -> subprocess.Popen[str]:
+def _start(
+    argv: Sequence[str], state_dir: Path, log: Path, stdout: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `argv` with stderr to `log` and stdout to a file (`stdout`, else `log`): never
+    to a pipe, which a long run would fill (64 KiB) and so stall the process."""
     env = dict(os.environ, KMESH_LAB_STATE=str(state_dir))
-    with open(log, "w", encoding="utf-8") as err:
+    with open(log, "wb") as err, open(stdout or log, "ab" if stdout is None else "wb") as out:
         return subprocess.Popen(
             list(argv),
-            stdout=subprocess.PIPE,
+            stdout=out,
             stderr=err,
-            text=True,
             env=env,
             start_new_session=True,  # its own process group: stopped as one if it overruns
         )
 
 
-def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
+def _finish(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """Wait for a started process; stop its process group if it overruns (exit 124)."""
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGTERM)  # the group of a process this module started
-        out, _ = proc.communicate(timeout=10)
-        return 124, out or ""
-    return proc.returncode, out or ""
+        proc.wait(timeout=10)
+        return 124
 
 
 class _Reader:
@@ -300,8 +303,9 @@ def measure(
             "Fix: ansible-playbook playbooks/agent.yml (same kmesh_node_bpffs)"
         )
     reader = _Reader(layout, prefix, [i.name for i in instances])
-    procs: list[tuple[Instance, subprocess.Popen[str], Path, Path]] = []
+    procs: list[tuple[Instance, subprocess.Popen[bytes], Path, Path]] = []
     probe_proc = None
+    probe_out = raw_dir / f"{tag}.probe.jsonl"
     samples: list[dict[str, Any]] = []
     spans: list[tuple[float, float]] = []
     try:
@@ -342,6 +346,7 @@ def measure(
                     _in_instance(state_dir, probe_pod, "probe", pargv),
                     state_dir,
                     raw_dir / f"{tag}.probe.log",
+                    probe_out,
                 )
             time.sleep(warmup)
             for k in range(windows):
@@ -385,7 +390,7 @@ def measure(
         results = []
         failures = []
         for inst, proc, out, log in procs:
-            rc, _ = _finish(proc, load_s + 40)
+            rc = _finish(proc, load_s + 40)
             if rc != 0:
                 tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
                 failures.append(f"{inst.name} (pod {inst.pod}) exit {rc}: {tail.strip()}")
@@ -396,9 +401,8 @@ def measure(
                 failures.append(f"{inst.name}: {exc}")
         events: list[dict[str, Any]] = []
         if probe_proc is not None:
-            rc, text = _finish(probe_proc, load_s + 40)
-            (raw_dir / f"{tag}.probe.jsonl").write_text(text)
-            events = probe.parse_lines(text.splitlines())
+            rc = _finish(probe_proc, load_s + 40)
+            events = probe.parse_lines(probe_out.read_text(errors="replace").splitlines())
             if rc != 0:
                 failures.append(f"probe exit {rc}: see {raw_dir / (tag + '.probe.log')}")
     if failures:

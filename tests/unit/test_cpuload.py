@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from kmesh_lab import cpuload, loadgen
@@ -122,3 +125,21 @@ def test_load_figures_add_up_instances() -> None:
     assert figs["load_connections"] == 200
     assert figs["load_p99_ms"] == pytest.approx(400.0)
     assert cpuload.load_figures([]) == {}
+
+
+def test_started_processes_write_to_files_not_a_pipe(tmp_path: Path) -> None:
+    # More than a pipe holds (64 KiB): with a pipe read only at the end, the writer stalls.
+    out, log = tmp_path / "out.jsonl", tmp_path / "err.log"
+    argv = [sys.executable, "-c", "import sys; print('x' * 200000); print('oops', file=sys.stderr)"]
+    proc = cpuload._start(argv, tmp_path, log, out)
+    assert cpuload._finish(proc, timeout=20) == 0
+    assert len(out.read_text()) == 200001
+    assert log.read_text().strip() == "oops"
+
+
+def test_an_overrunning_process_is_stopped(tmp_path: Path) -> None:
+    proc = cpuload._start(
+        [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, tmp_path / "l"
+    )
+    assert cpuload._finish(proc, timeout=0.5) == 124
+    assert proc.poll() is not None
