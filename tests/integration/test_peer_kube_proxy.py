@@ -26,6 +26,7 @@ from kmesh_lab import netns, services
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
+REPO = Path(__file__).resolve().parents[2]
 CIDR = "10.251.7.0/24"
 PORT = 80
 SERVER = """
@@ -242,3 +243,62 @@ def test_switching_mode_removes_the_other_plane(tmp_path: Path) -> None:
         assert lab.kp("count", "--mode", "nftables")["table"] is True
         seen = lab.connect(listing[1]["vip"], 30)
         assert sum(seen.values()) == 30
+
+
+def _playbook(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(REPO / ".venv/bin/ansible-playbook"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def _changed(recap: str) -> int:
+    line = next(line for line in recap.splitlines() if "changed=" in line and "ok=" in line)
+    return int(line.split("changed=")[1].split()[0])
+
+
+def test_role_applies_once_then_reports_no_change_and_removes(tmp_path: Path) -> None:
+    with mini_lab(tmp_path) as lab:
+        listing = lab.write_services(count=3, endpoints=3)
+        lab.state.mkdir(parents=True)
+        (lab.state / "lab.json").write_text(json.dumps({"node_ns": lab.node, "pod_cidr": CIDR}))
+        extra = [
+            "-e",
+            f"peer_kube_proxy_state_dir={lab.state}",
+            "-e",
+            f"peer_kube_proxy_manifests_dir={lab.manifests}",
+        ]
+        for mode, changed in (("iptables", 1), ("iptables", 0), ("nftables", 1), ("nftables", 0)):
+            run = _playbook(
+                "playbooks/peer_kube_proxy.yml", *extra, "-e", f"peer_kube_proxy_mode={mode}"
+            )
+            assert run.returncode == 0, run.stdout[-3000:]
+            assert _changed(run.stdout) == changed, (mode, run.stdout[-3000:])
+        assert sum(lab.connect(listing[2]["vip"], 10).values()) == 10
+        bad = _playbook("playbooks/peer_kube_proxy.yml", *extra, "-e", "peer_kube_proxy_mode=ipvs")
+        assert bad.returncode != 0 and "peer_kube_proxy_mode" in bad.stdout
+        remove = [
+            "lab",
+            "-m",
+            "ansible.builtin.include_role",
+            "-a",
+            "name=peer_kube_proxy tasks_from=remove.yml",
+            *extra,
+        ]
+        env = {**os.environ, "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
+        for expect in ("CHANGED", "SUCCESS"):
+            run = subprocess.run(
+                [str(REPO / ".venv/bin/ansible"), *remove],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=env,
+            )
+            assert run.returncode == 0 and expect in run.stdout, run.stdout[-3000:]
+        assert lab.kp("count", "--mode", "nftables")["table"] is False
