@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--source",
         required=True,
-        help="manifests:DIR (watched YAML directory) or kubernetes (API list + watch)",
+        help="manifests:DIR (watched YAML directory), or kubernetes / kubernetes:KUBECONFIG "
+        "(API list + watch)",
     )
     run.add_argument("--cgroup", required=True, help="cgroup v2 directory to attach to")
     run.add_argument("--bpffs", default=DEFAULT_BPFFS, help="pin directory (default %(default)s)")
