@@ -7,8 +7,9 @@
     python -m kmesh_lab.servicestep services --prefix P LAB-OPTIONS    # what the agent holds
 
 LAB-OPTIONS: --state-dir --manifests-dir --bpffs --metrics --pid-file (where the lab and the
-agent are). The agent's baseline is the services of the manifest files that are not the
-suite's (file names not starting with the suite's prefix).
+agent are). Every suite names its manifest files suite_* (--prefix: this suite's); the
+agent's baseline is the services of the other files (its own). `cleanup --prefix suite_`
+removes every suite's leftovers.
 
 A step either deletes (removes the step's files at time t0) or adds (removes the step's
 files, waits until the agent holds the baseline plus what is left, then writes the step's
@@ -41,6 +42,7 @@ from kmesh_lab import agentsample, loadgen, procstat, results, services
 REPO = Path(__file__).resolve().parents[1]
 PODEXEC = REPO / "tools" / "podexec.sh"
 FORTIO = REPO / "tools" / "fortio.sh"
+SUITE_MARK = "suite_"  # every suite's manifest files start with this
 PROBE_SLACK_S = 30.0  # the probe process is killed this long after its own timeout
 PROBE_START_S = 60.0  # the probe must be ready to try within this
 
@@ -76,12 +78,21 @@ def suite_files(manifests_dir: Path, prefix: str) -> list[str]:
     )
 
 
-def base_services(manifests_dir: Path, prefix: str) -> int:
-    """Services in the directory's files that are not the suite's (the agent's baseline)."""
+def base_services(manifests_dir: Path) -> int:
+    """Services of the files no suite wrote (names not starting with suite_): the agent's
+    own services, its baseline."""
     if not manifests_dir.is_dir():
         return 0
     names = sorted(p.stem for p in manifests_dir.glob("*.yaml") if not p.name.startswith("."))
-    return sum(services_in(manifests_dir, n) for n in names if not n.startswith(prefix))
+    return sum(services_in(manifests_dir, n) for n in names if not n.startswith(SUITE_MARK))
+
+
+def check_prefix(prefix: str) -> None:
+    if not prefix.startswith(SUITE_MARK):
+        raise StepError(
+            f"--prefix {prefix!r}: a suite's manifest files must be named {SUITE_MARK}*, so "
+            f"that they are never counted as the agent's own services"
+        )
 
 
 def services_in(manifests_dir: Path, file: str) -> int:
@@ -239,13 +250,13 @@ def do_step(args: argparse.Namespace) -> dict[str, Any]:
     measure = st.get("measure", True) and needs_sample(args, st["scenario"], st["repetition"])
     write = st.get("write")
 
-    baseline = base_services(mdir, args.prefix)
+    baseline = base_services(mdir)
     expected = baseline + st["suite_services"]
     pid = agent.pid()
     if write:
         # the removals before a write put the lab back to a known state; not timed
         remove_files(mdir, st["remove"])
-        before_write = baseline + sum(services_in(mdir, f) for f in suite_files(mdir, args.prefix))
+        before_write = baseline + sum(services_in(mdir, f) for f in suite_files(mdir, SUITE_MARK))
         agentsample.wait_services(agent, before_write, args.sync_timeout)
     probe_proc: subprocess.Popen[str] | None = None
     probe: dict[str, Any] | None = None
@@ -422,7 +433,7 @@ def do_cleanup(args: argparse.Namespace) -> dict[str, Any]:
     """Remove every manifest file of the suite; wait until the agent is back to the baseline."""
     files = suite_files(args.manifests_dir, args.prefix)
     remove_files(args.manifests_dir, files)
-    baseline = base_services(args.manifests_dir, args.prefix)
+    baseline = base_services(args.manifests_dir)
     waited = agentsample.wait_services(_agent(args), baseline, args.sync_timeout)
     return {"removed": files, "services": baseline, "waited_s": round(waited, 3)}
 
@@ -481,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "prefix", None) is not None:
+            check_prefix(args.prefix)
         if args.command == "step":
             out = do_step(args)
         elif args.command == "load":
@@ -490,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             out = {
                 "services": agentsample.services(_agent(args)),
-                "base_services": base_services(args.manifests_dir, args.prefix),
+                "base_services": base_services(args.manifests_dir),
                 "suite_files": suite_files(args.manifests_dir, args.prefix),
             }
     except (StepError, agentsample.AgentError, procstat.ProcError, results.ResultsError) as exc:

@@ -49,7 +49,7 @@ def assert_lab_as_before(prefix: str) -> None:
     manifests that remain (its base services)."""
     mdir = manifests()
     assert servicestep.suite_files(mdir, prefix) == [], f"{prefix} manifests left in {mdir}"
-    assert agent_services() == servicestep.base_services(mdir, prefix)
+    assert agent_services() == servicestep.base_services(mdir)
 
 
 def median(record: dict[str, Any], key: str) -> float:

@@ -193,3 +193,15 @@ def test_helpers(tmp_path: Path) -> None:
     assert servicestep.first_vip(tmp_path) == (services.vip(7), 8080)
     with pytest.raises(servicestep.StepError, match="no Service"):
         servicestep.first_vip(tmp_path / "empty")
+
+
+def test_every_suites_leftovers_are_not_the_baseline_and_go_with_prefix_suite_(
+    env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs, _ = services.manifests(40000, 5, ["10.246.0.3"], 1, 80)
+    services.write(env["manifests"], "suite_scaling-000", docs)  # an interrupted other suite
+    assert servicestep.base_services(env["manifests"]) == 1
+    assert servicestep.main(["cleanup", "--prefix", "suite_", *env["lab"]]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == ["suite_scaling-000"]
+    assert servicestep.main(["cleanup", "--prefix", "mine", *env["lab"]]) == 1
+    assert "must be named suite_*" in capsys.readouterr().err
