@@ -122,8 +122,38 @@ def compare(
     }
 
 
+def peer(target: tuple[str, int]) -> str:
+    """Where the connect hook sends a connection to `target`: start a non-blocking connect
+    and read the peer address it was given ("-" when the kernel refused it, e.g. an
+    unrewritten VIP with no route). Needs a listener at the endpoints: on loopback a
+    refused connect fails inside connect() and leaves no peer to read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        s.setblocking(False)
+        if s.connect_ex(target) not in (0, errno.EINPROGRESS):
+            return "-"
+        try:
+            return str(s.getpeername()[0])
+        except OSError:
+            return "-"
+    finally:
+        s.close()
+
+
+def peers() -> None:
+    """One "IP PORT" per stdin line -> one peer address per stdout line, until EOF."""
+    for line in sys.stdin:
+        ip, port = line.split()
+        print(peer((ip, int(port))), flush=True)
+
+
 def main(argv: list[str]) -> int:
-    mode, raw = argv[1], json.loads(argv[2])
+    mode = argv[1]
+    if mode == "peers":
+        peers()
+        return 0
+    raw = json.loads(argv[2])
     if mode == "serve":
         serve(raw["port"], raw["seconds"])
         return 0
@@ -134,7 +164,7 @@ def main(argv: list[str]) -> int:
         pairs = [(tuple(v), tuple(d)) for v, d in raw["pairs"]]
         result = compare(pairs, raw["count"], raw["seconds"])  # type: ignore[arg-type]
     else:
-        raise SystemExit(f"unknown mode {mode!r}: serve, loop or compare")
+        raise SystemExit(f"unknown mode {mode!r}: serve, loop, compare or peers")
     print(json.dumps(result), flush=True)
     return 0
 

@@ -104,9 +104,12 @@ def test_connect_latency_is_physical(result: dict) -> None:
 def test_agent_figures_are_physical(result: dict) -> None:
     agent = result["agent"]
     assert 0 < agent["manifests_to_kernel_s"] < 300
+    assert agent["rewritten_sample"]["ok"] == agent["rewritten_sample"]["checked"] > 0
     change = agent["change_to_kernel_ms"]
     assert change["failures"] == 0 and change["revert_failures"] == 0
-    assert change["count"] == result["sizes"]["changes"]
+    # a busy host may stop the series early (bounded in time); what ran must be complete
+    attempted = agent.get("changes_stopped_early", result["sizes"]["changes"])
+    assert change["count"] == attempted >= 1
     assert 0 < change["p50"] <= change["p99"] < 10_000
     assert 10 * MIB < agent["rss_bytes"] < 4096 * MIB
     assert agent["agent_exit"] == 0

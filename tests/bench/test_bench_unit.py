@@ -32,7 +32,7 @@ def test_spread_indices() -> None:
 
 
 def test_manifest_is_a_valid_service_and_slice() -> None:
-    docs = list(yaml.safe_load_all(bench.manifest(7, ep_override="10.192.0.1")))
+    docs = list(yaml.safe_load_all(bench.manifest(7, ["10.192.0.1", bench.endpoint_ip(7, 1)])))
     svc, sl = docs
     assert svc["kind"] == "Service" and svc["spec"]["clusterIP"] == bench.vip(7)
     assert sl["kind"] == "EndpointSlice"
