@@ -10,7 +10,7 @@ ARGS ?=
 # molecule and ansible-lint call ansible-playbook by name.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: bootstrap lab test lint unit integration molecule teardown clean
+.PHONY: bootstrap lab test lint unit integration molecule teardown clean test-browser
 
 bootstrap:
 	@tools/bootstrap.sh
@@ -34,6 +34,10 @@ integration:
 
 molecule:
 	$(VENV)/molecule test --scenario-name default
+
+# Opt-in: headless chromium (installed if missing) screenshots a rendered report.html.
+test-browser:
+	RUN_DIR="$(RUN_DIR)" SCREENSHOT="$(SCREENSHOT)" tools/report_screenshot.sh
 
 teardown:
 	$(PLAYBOOK) playbooks/teardown.yml
