@@ -30,13 +30,15 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def fmt(value: float | int | None) -> str:
-    """Four significant digits, no exponent for everyday magnitudes."""
+    """A readable number: integers as they are, 4 significant digits below 10,000."""
     if value is None:
         return "-"
-    if isinstance(value, int) or float(value).is_integer():
-        return f"{int(value):,}".replace(",", " ") if abs(value) >= 10000 else str(int(value))
     v = float(value)
-    if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    if abs(v) >= 10000:
+        return f"{v:.0f}"
+    if v != 0 and abs(v) < 1e-3:
         return f"{v:.3e}"
     return f"{v:.4g}"
 
