@@ -16,13 +16,16 @@ Sources:
   figures that publish a setting (loop iterations, batch size): n = 1, no spread.
 - ``NoCounterpart(reason)``: the lab measures nothing comparable; the reason is shown.
 
-``label`` picks one element of a list-valued figure (e.g. "after" of before/after).
+``label`` picks one element of a list-valued figure (e.g. "after" of before/after);
+``also`` names a second metric of the same record shown beside the compared one (the true
+BPF total beside the gadget-style view the seeds' tool gave).
 Unit conversions are the ``CONVERSIONS`` table: MB is read as MiB because Inspektor Gadget,
 the seeds' memory tool, prints binary units (seed 002 shows KiB and MiB).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +69,7 @@ class Measured:
     n: int
     where: str  # suite / scenario / metric, for the reader
     record: dict[str, Any]
+    also: tuple[str, float] | None = None  # (metric, median in the same unit) shown beside
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class Metric:
     key: str
     unit: str | None = None  # None: already in the figure's unit
     label: str | None = None
+    also: str | None = None  # a second metric of the record shown beside (same unit)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class Largest:
     key: str
     unit: str | None = None
     label: str | None = None
+    also: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,25 +164,29 @@ FIGURES: dict[str, Source] = {
     ),
     # ---- memory (seeds 000/001): the seeds' tool is Inspektor Gadget, so the gadget view
     "memory.1.ebpf_memory.services_1": Metric(
-        "suite_memory", "services=1", "gadget_sum_bytes", "bytes"
+        "suite_memory", "services=1", "gadget_sum_bytes", "bytes", also="bpf_bytes"
     ),
     "memory.1.ebpf_memory.services_100": Metric(
-        "suite_memory", "services=100", "gadget_sum_bytes", "bytes"
+        "suite_memory", "services=100", "gadget_sum_bytes", "bytes", also="bpf_bytes"
     ),
     "memory.1.ebpf_memory.services_1000": Metric(
-        "suite_memory", "services=1000", "gadget_sum_bytes", "bytes"
+        "suite_memory", "services=1000", "gadget_sum_bytes", "bytes", also="bpf_bytes"
     ),
     "memory.1.ebpf_memory_constant": Metric(
-        "suite_memory", "services=1000", "gadget_sum_bytes", "bytes"
+        "suite_memory", "services=1000", "gadget_sum_bytes", "bytes", also="bpf_bytes"
     ),
     "memory.2.ebpf_memory_under_load": Metric(
-        "suite_memory", "load.services=1", "gadget_sum_bytes_during_max", "bytes"
+        "suite_memory",
+        "load.services=1",
+        "gadget_sum_bytes_during_max",
+        "bytes",
+        also="bpf_bytes_during_max",
     ),
     # ---- scaling (seed 002)
     "scaling.setup.batch_size": Param("suite_scaling", "up.", "batch"),
     "scaling.setup.services_total": Largest("suite_scaling", "up", "services"),
     "scaling.gadget.mapmemory_constant": Largest(
-        "suite_scaling", "up", "gadget_sum_bytes", "bytes"
+        "suite_scaling", "up", "gadget_sum_bytes", "bytes", also="bpf_bytes"
     ),
     "scaling.bpftool.memlock.inner_maps": Largest(
         "suite_scaling", "up", "bpf_inner_maps_bytes", "bytes", label="after"
@@ -236,6 +246,17 @@ def display_unit(source: Source, fig_unit: str) -> str:
     return (own or "") if fig_unit == "none" else fig_unit
 
 
+def _with_also(
+    got: Measured | None, rec: dict[str, Any], also: str | None, factor: float
+) -> Measured | None:
+    if got is None or also is None:
+        return got
+    extra = _stats(rec, also, factor, "")
+    if extra is None:
+        return got
+    return dataclasses.replace(got, also=(also, extra.median))
+
+
 def measure(source: Source, run: Run, fig_unit: str) -> tuple[Measured | None, str]:
     """The measured value a source points at, or None and why it is missing."""
     if isinstance(source, NoCounterpart):
@@ -250,7 +271,9 @@ def measure(source: Source, run: Run, fig_unit: str) -> tuple[Measured | None, s
         if rec is None:
             return None, f"{suite} has no scenario {source.scenario} in this run"
         got = _stats(rec, source.key, factor, f"{suite} / {source.scenario} / {source.key}")
-        return got, "" if got else f"{suite} / {source.scenario} recorded no {source.key}"
+        return _with_also(got, rec, source.also, factor), (
+            "" if got else f"{suite} / {source.scenario} recorded no {source.key}"
+        )
     if isinstance(source, MaxOver):
         cands = [
             m
@@ -267,7 +290,9 @@ def measure(source: Source, run: Run, fig_unit: str) -> tuple[Measured | None, s
             return None, f"{suite} has no {source.phase!r} phase in this run"
         rec = max(phase, key=lambda r: (r["params"].get("services", 0), r["scenario"]))
         got = _stats(rec, source.key, factor, f"{suite} / {rec['scenario']} / {source.key}")
-        return got, "" if got else f"{suite} / {rec['scenario']} recorded no {source.key}"
+        return _with_also(got, rec, source.also, factor), (
+            "" if got else f"{suite} / {rec['scenario']} recorded no {source.key}"
+        )
     # Param
     for rec in records:
         if rec["scenario"].startswith(source.prefix) and source.key in rec.get("params", {}):

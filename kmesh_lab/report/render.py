@@ -51,7 +51,10 @@ def _measured_text(row: verdict.Row) -> str:
     unit = display_unit(src, row.figure.unit) if src else row.figure.unit
     if m.n == 1 and m.min == m.max:
         return f"{fmt(m.median)} {unit} (setting)"
-    return f"{fmt(m.median)} ({fmt(m.min)}..{fmt(m.max)}, n={m.n}) {unit}"
+    text = f"{fmt(m.median)} ({fmt(m.min)}..{fmt(m.max)}, n={m.n}) {unit}"
+    if m.also:
+        text += f"; true total ({m.also[0]}): {fmt(m.also[1])} {unit}"
+    return text
 
 
 def _rows(rows: list[verdict.Row]) -> list[dict[str, str]]:
