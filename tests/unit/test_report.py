@@ -220,3 +220,15 @@ def test_tolerance() -> None:
 
 def test_a_missing_run_dir_is_an_error_that_says_what_to_do(tmp_path: Path) -> None:
     assert render.main(["render", "--run-dir", str(tmp_path / "nope")]) == 2
+
+
+def test_differs_names_what_the_lab_can_state(pub: published.Published) -> None:
+    run = load_run(FIXTURES / RUN_ID)
+    row = verdict.judge(pub.figure("cpu.2_1.ebpf_cpu.threads_3000"), run)
+    assert row.verdict == "differs"
+    env = row.measured.record["environment"] if row.measured else {}
+    cores = env["cpu"]["cores"]
+    # Both sides come from the data: the record's environment and the figure's conditions.
+    assert f"node size: {cores} cores here vs 8" in row.why
+    assert f"load tool: {env['tools']['load_generator']} here vs fortio" in row.why
+    assert f"kernel: {env['kernel']['release']} here vs 5.10" in row.why
