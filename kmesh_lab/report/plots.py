@@ -3,6 +3,12 @@
 Every function takes the run (and the published figures) and returns a ``Plot`` with the
 PNG bytes, or None when the run holds no data for it. PNGs are written without metadata
 so the same data give the same bytes.
+
+The latency and flood plots read records by convention (those suites were not written yet
+when this was): ``params.data_plane`` names the data plane; ``params.connections`` with
+summary keys ``p50_ms``/``p90_ms``/``p99_ms`` (latency vs connections); ``params.qps`` with
+``total_cpu_pct_node``, ``cpu_pct_node`` or ``cpu_pct_core`` (CPU vs QPS); for the flood
+suite ``params.rps`` and per-sample ``p50_ms``, ``mean_ms`` or ``avg_ms`` (box plots).
 """
 
 from __future__ import annotations
