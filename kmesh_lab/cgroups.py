@@ -170,6 +170,17 @@ def usage_usec(layout: Layout, group: str) -> int:
     raise RuntimeError(f"{layout.v2_dir(group)}/cpu.stat has no usage_usec: kernel too old?")
 
 
+def throttled_periods(layout: Layout, group: str) -> int:
+    """CFS periods in which the kernel throttled the pod for hitting its CPU limit: proof
+    that the limit is enforced (v1 `cpu.stat` on hybrid hosts, v2 `cpu.stat` otherwise)."""
+    base = layout.v1_cpu_root / group if layout.v1_cpu_root else layout.v2_dir(group)
+    for line in (base / "cpu.stat").read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "nr_throttled":
+            return int(value)
+    raise RuntimeError(f"{base}/cpu.stat has no nr_throttled: is the cpu controller enabled?")
+
+
 def join(layout: Layout, group: str, pid: int) -> None:
     """Move `pid` into every directory of the pod's cgroup."""
     for path in layout.limit_dirs(group):

@@ -57,17 +57,22 @@ def test_a_busy_loop_cannot_exceed_the_pod_limit(host, pods: dict) -> None:
     layout = cgroups.detect()
     # More busy loops than the limit allows (and at least 2), for a bounded 3 s.
     loops = max(2, math.ceil(pod["cpu_m"] / 1000) + 1)
+    throttled = cgroups.throttled_periods(layout, pod["cgroup"])
     before, t0 = cgroups.usage_usec(layout, pod["cgroup"]), time.monotonic()
     host.run(
         f"{REPO}/tools/podexec.sh {pod['name']} -- sh -c "
         f"'for i in $(seq {loops}); do timeout 3 sh -c \"while :; do :; done\" & done; wait'"
     )
     used = (cgroups.usage_usec(layout, pod["cgroup"]) - before) / 1e6
-    wall = time.monotonic() - t0
-    share_m = used / wall * 1000
-    # Within 15 % above the limit (CFS period granularity), and clearly busy.
+    share_m = used / (time.monotonic() - t0) * 1000
+    throttled = cgroups.throttled_periods(layout, pod["cgroup"]) - throttled
+    # Never above the limit (15 % for CFS period granularity), and the loops did run.
     assert share_m <= pod["cpu_m"] * 1.15, f"{pod['name']} used {share_m:.0f} m"
-    assert share_m >= min(pod["cpu_m"], 1000) * 0.5, f"{pod['name']} only used {share_m:.0f} m"
+    assert share_m > 0, f"{pod['name']}'s loops never ran"
+    # Where the node had room for more, the kernel held the pod back: it throttled it.
+    # (On a saturated node the loops may get less than the limit and are never throttled.)
+    if share_m >= pod["cpu_m"] * 0.9:
+        assert throttled > 0, f"{pod['name']} reached its limit without being throttled"
 
 
 def test_servers_answer_on_port_80(host, pods: dict) -> None:

@@ -162,3 +162,13 @@ def test_usage_reads_cpu_stat(tmp_path: Path) -> None:
     (tmp_path / "kmlab").mkdir()
     (tmp_path / "kmlab/cpu.stat").write_text("usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n")
     assert cgroups.usage_usec(layout, "kmlab") == 1234
+
+
+def test_throttling_is_read_where_the_limit_lives(tmp_path: Path) -> None:
+    v2, cpu = tmp_path / "unified", tmp_path / "cpu"
+    (v2 / "kmlab").mkdir(parents=True)
+    (cpu / "kmlab").mkdir(parents=True)
+    (cpu / "kmlab/cpu.stat").write_text("nr_periods 40\nnr_throttled 7\nthrottled_time 9\n")
+    assert cgroups.throttled_periods(cgroups.Layout(v2, cpu), "kmlab") == 7
+    (v2 / "kmlab/cpu.stat").write_text("usage_usec 5\nnr_periods 3\nnr_throttled 2\n")
+    assert cgroups.throttled_periods(cgroups.Layout(v2, None), "kmlab") == 2
