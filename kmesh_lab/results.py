@@ -459,6 +459,8 @@ def _locked(run_dir: Path, suite: str) -> Iterator[None]:
 def _atomic_write(path: Path, doc: Mapping[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; results are for everyone who reads the run.
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2, ensure_ascii=False, allow_nan=False)
             f.write("\n")

@@ -95,6 +95,7 @@ def test_write_merges_and_replaces(tmp_path: Path) -> None:
     assert [r["scenario"] for r in doc["records"]] == ["a", "b", "c"]
     assert doc["records"][0]["samples"] == [5.0]
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by whoever reads the run
 
 
 def test_interrupted_write_leaves_the_old_file(tmp_path: Path, monkeypatch) -> None:
