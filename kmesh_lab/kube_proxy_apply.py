@@ -133,41 +133,50 @@ def rule_counts(netns_name: str, mode: str, backend: str = "nft") -> dict[str, A
     iptables: `rules` = every `-A` line of every table, `nat_rules` = those of the nat
     table, `kube_nat_rules` = those in KUBE-* chains, `kube_chains` = KUBE-* chains.
     nftables: rules, chains, set and map elements of table `ip kube-proxy`.
+    Reading 100k rules back takes tens of seconds on a small node: call it once per step.
     """
     if mode == "iptables":
-        text = iptables_save(netns_name, backend)
-        per_table: Counter[str] = Counter()
-        kube_nat = 0
-        chains = 0
-        table = ""
-        for line in text.splitlines():
-            if line.startswith("*"):
-                table = line[1:].strip()
-            elif line.startswith(":KUBE-"):
-                chains += 1
-            elif line.startswith("-A "):
-                per_table[table] += 1
-                if table == "nat" and line.split()[1].startswith("KUBE-"):
-                    kube_nat += 1
-        return {
-            "mode": mode,
-            "backend": backend,
-            "rules": sum(per_table.values()),
-            "nat_rules": per_table["nat"],
-            "kube_nat_rules": kube_nat,
-            "kube_chains": chains,
-        }
-    objects = nft_table_json(netns_name) or []
+        return count_saved(iptables_save(netns_name, backend), backend)
+    return count_nft(nft_table_json(netns_name))
+
+
+def count_saved(text: str, backend: str) -> dict[str, Any]:
+    """Counts of one `iptables-save` output (see rule_counts)."""
+    per_table: Counter[str] = Counter()
+    kube_nat = 0
+    chains = 0
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif line.startswith(":KUBE-"):
+            chains += 1
+        elif line.startswith("-A "):
+            per_table[table] += 1
+            if table == "nat" and line.startswith("-A KUBE-"):
+                kube_nat += 1
+    return {
+        "mode": "iptables",
+        "backend": backend,
+        "rules": sum(per_table.values()),
+        "nat_rules": per_table["nat"],
+        "kube_nat_rules": kube_nat,
+        "kube_chains": chains,
+    }
+
+
+def count_nft(objects: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Counts of one `nft -j list table ip kube-proxy` output (see rule_counts)."""
     kinds: Counter[str] = Counter()
     elements = 0
-    for obj in objects:
+    for obj in objects or []:
         kind = next(iter(obj))
         kinds[kind] += 1
         if kind in ("set", "map"):
             elements += len(obj[kind].get("elem", []))
     return {
-        "mode": mode,
-        "table": objects != [],
+        "mode": "nftables",
+        "table": bool(objects),
         "rules": kinds["rule"],
         "chains": kinds["chain"],
         "elements": elements,
@@ -191,16 +200,6 @@ def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
     tmp = _state_path(state_dir).with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
     tmp.replace(_state_path(state_dir))
-
-
-def _kernel_matches(netns_name: str, mode: str, backend: str, rendered: str, ports: list) -> bool:
-    counts = rule_counts(netns_name, mode, backend)
-    if mode == "nftables":
-        return counts["table"] and counts["rules"] == rendered.count("\nadd rule ")
-    text = iptables_save(netns_name, backend)
-    jumps = kp.saved_jumps(text)
-    have_jumps = all(kp.has_jump(jumps.get(j.table, []), j) for j in kp.JUMPS)
-    return have_jumps and counts["kube_nat_rules"] == kp.expected_nat_rules(ports)
 
 
 def remove(netns_name: str, keep: tuple[str, str] | None = None) -> dict[str, Any]:
@@ -270,16 +269,28 @@ def apply(
     wanted = {"netns": netns_name, "mode": mode, "backend": backend, "sha256": digest}
     others = remove(netns_name, keep=(mode, backend))
     same = all(previous.get(k) == v for k, v in wanted.items())
-    changed = others["changed"]
-    if not (same and _kernel_matches(netns_name, mode, backend, rendered, ports)):
-        if mode == "nftables":
+    # Unchanged = same render as last time AND the kernel still holds it (a recreated
+    # namespace or a hand-made flush re-applies). One kernel read when nothing changes.
+    if mode == "nftables":
+        counts = count_nft(nft_table_json(netns_name)) if same else None
+        matches = counts is not None and counts["rules"] == rendered.count("\nadd rule ")
+        if not matches:
             _ns(netns_name, "nft", "-f", "-", stdin=kp.nft_apply_input(rendered))
-        else:
-            tables = kp.iptables_tables(ports, cfg)
-            text = kp.apply_input(tables, iptables_save(netns_name, backend))
+    else:
+        before = iptables_save(netns_name, backend)
+        counts = count_saved(before, backend)
+        jumps = kp.saved_jumps(before)
+        matches = (
+            same
+            and counts["kube_nat_rules"] == kp.expected_nat_rules(ports)
+            and all(kp.has_jump(jumps.get(j.table, []), j) for j in kp.JUMPS)
+        )
+        if not matches:
+            text = kp.apply_input(kp.iptables_tables(ports, cfg), before)
             _ns(netns_name, f"iptables-{backend}-restore", "--noflush", stdin=text)
-        changed = True
-    counts = rule_counts(netns_name, mode, backend)
+    if not matches:
+        counts = rule_counts(netns_name, mode, backend)
+    changed = others["changed"] or not matches
     _write_state(state_dir, {**wanted, "service_ports": len(ports), "counts": counts})
     return {
         "changed": changed,
