@@ -24,7 +24,10 @@ import pytest
 
 from kmesh_lab import netns, services
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 CIDR = "10.251.7.0/24"
