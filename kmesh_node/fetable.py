@@ -34,7 +34,7 @@ from pathlib import Path
 
 from kmesh_node import libbpf as lb
 from kmesh_node import structs as st
-from kmesh_node.shardmap import replace_pin
+from kmesh_node.shardmap import adopt_slots, replace_pin
 
 log = logging.getLogger(__name__)
 
@@ -115,19 +115,8 @@ class FeTable:
             self._rebuild([], 1)
             return
         self.outer_fd = lb.obj_get(str(self.outer_path))
-        ids = []
-        for s in range(self.slots):
-            map_id = ct.c_uint32(0)
-            ids.append(map_id.value if lb.lookup_elem(self.outer_fd, ct.c_uint32(s), map_id) else 0)
-        distinct = list(dict.fromkeys(i for i in ids if i))
-        n = len(distinct)
-        regular = (
-            n > 0
-            and n & (n - 1) == 0
-            and all(ids[s] == ids[s & (n - 1)] for s in range(self.slots))
-            and ids[:n] == distinct
-        )
-        fds = [lb.map_fd_by_id(i) for i in distinct]
+        fds, regular = adopt_slots(self.outer_fd, self.slots)
+        n = len(fds)
         if not regular:
             log.warning("%s: slots in an interrupted resize; rebuilding", self.name)
             live = {_ident(e.key): e for fd in fds for e in self._read(fd) if e.key.proto}

@@ -47,6 +47,24 @@ def replace_pin(fd: int, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def adopt_slots(outer_fd: int, slots: int) -> tuple[list[int], bool]:
+    """Open the shards a pinned outer map points at; say whether the slots are regular
+    (N shards, N a power of two, slot s -> shard s & (N - 1)), i.e. not caught mid-resize."""
+    ids = []
+    for s in range(slots):
+        map_id = ct.c_uint32(0)
+        ids.append(map_id.value if lb.lookup_elem(outer_fd, ct.c_uint32(s), map_id) else 0)
+    distinct = list(dict.fromkeys(i for i in ids if i))
+    n = len(distinct)
+    regular = (
+        n > 0
+        and n & (n - 1) == 0
+        and all(ids[s] == ids[s & (n - 1)] for s in range(slots))
+        and ids[:n] == distinct
+    )
+    return [lb.map_fd_by_id(i) for i in distinct], regular
+
+
 class _Shard:
     def __init__(self, fd: int, capacity: int, count: int) -> None:
         self.fd = fd
@@ -115,19 +133,8 @@ class ShardedMap:
             self._install([(self._new_inner(MIN_CAPACITY), MIN_CAPACITY, 0)])
             return
         self.outer_fd = lb.obj_get(str(self.outer_path))
-        ids = []
-        for s in range(self.slots):
-            map_id = ct.c_uint32(0)
-            ids.append(map_id.value if lb.lookup_elem(self.outer_fd, ct.c_uint32(s), map_id) else 0)
-        distinct = list(dict.fromkeys(i for i in ids if i))
-        n = len(distinct)
-        regular = (
-            n > 0
-            and n & (n - 1) == 0
-            and all(ids[s] == ids[s & (n - 1)] for s in range(self.slots))
-            and ids[:n] == distinct
-        )
-        fds = [lb.map_fd_by_id(i) for i in distinct]
+        fds, regular = adopt_slots(self.outer_fd, self.slots)
+        n = len(fds)
         if regular:
             self.shards = [
                 _Shard(fd, lb.map_info(fd).max_entries, len(lb.iter_keys(fd, self.key_type)))
