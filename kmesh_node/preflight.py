@@ -327,7 +327,8 @@ def run_checks(host: Host, bpffs: str) -> list[Check]:
             "sockmap",
             host.sockmap,
             False,
-            "CONFIG_BPF_STREAM_PARSER=y and CONFIG_NET_SOCK_MSG=y (needed only by sockmap acceleration, not built yet)",
+            "CONFIG_BPF_STREAM_PARSER=y and CONFIG_NET_SOCK_MSG=y "
+            "(needed only by sockmap acceleration, not built yet)",
         ),
         check_bpffs(host, bpffs),
         check_probe(
