@@ -58,8 +58,12 @@ def test_figures_are_physical_and_services_answered(records: dict[str, dict]) ->
 def test_entries_and_true_memory_grow_with_every_batch(records: dict[str, dict]) -> None:
     for phase in ("up", "up_again"):
         steps = _phase(records, phase)
+        # Live frontends grow with every batch; the kernel's entries (ARRAY frontend shards
+        # hold their capacity) step up and never shrink while services are added.
+        frontends = [median(r, "frontends") for r in steps]
+        assert frontends == sorted(set(frontends)), (phase, frontends)
         entries = [median(r, "bpf_entries") for r in steps]
-        assert entries == sorted(entries) and len(set(entries)) == len(entries), (phase, entries)
+        assert entries == sorted(entries) and entries[-1] > entries[0], (phase, entries)
         assert median(steps[-1], "bpf_maps_bytes") > median(steps[0], "bpf_maps_bytes")
         assert median(steps[-1], "gadget_invisible_bytes") > median(
             steps[0], "gadget_invisible_bytes"
