@@ -34,7 +34,7 @@ from pathlib import Path
 
 from kmesh_node import libbpf as lb
 from kmesh_node import structs as st
-from kmesh_node.shardmap import adopt_slots, replace_pin
+from kmesh_node.shardmap import adopt_slots, create_outer, replace_pin
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +99,7 @@ class FeTable:
 
     def open(self) -> None:
         if not self.outer_path.exists():
-            template = self._new_shard()
-            try:
-                self.outer_fd = lb.map_create(
-                    lb.MAP_ARRAY_OF_MAPS,
-                    f"kmn_{self.name}_o",
-                    4,
-                    4,
-                    self.slots,
-                    inner_map_fd=template,
-                )
-            finally:
-                os.close(template)
-            replace_pin(self.outer_fd, self.outer_path)
+            self.outer_fd = create_outer(self.name, self.slots, self._new_shard(), self.outer_path)
             self._rebuild([], 1)
             return
         self.outer_fd = lb.obj_get(str(self.outer_path))

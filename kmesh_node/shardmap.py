@@ -47,6 +47,19 @@ def replace_pin(fd: int, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def create_outer(name: str, slots: int, template_fd: int, path: Path) -> int:
+    """Create and pin an ARRAY_OF_MAPS of `slots` slots whose inner maps are shaped like
+    `template_fd` (closed here: the kernel only reads its shape)."""
+    try:
+        fd = lb.map_create(
+            lb.MAP_ARRAY_OF_MAPS, f"kmn_{name}_o", 4, 4, slots, inner_map_fd=template_fd
+        )
+    finally:
+        os.close(template_fd)
+    replace_pin(fd, path)
+    return fd
+
+
 def adopt_slots(outer_fd: int, slots: int) -> tuple[list[int], bool]:
     """Open the shards a pinned outer map points at; say whether the slots are regular
     (N shards, N a power of two, slot s -> shard s & (N - 1)), i.e. not caught mid-resize."""
@@ -117,19 +130,7 @@ class ShardedMap:
     def open(self) -> None:
         """Adopt the pinned outer map and the shards its slots hold, or create them."""
         if not self.outer_path.exists():
-            template = self._new_inner(1)
-            try:
-                self.outer_fd = lb.map_create(
-                    lb.MAP_ARRAY_OF_MAPS,
-                    f"kmn_{self.name}_o",
-                    4,
-                    4,
-                    self.slots,
-                    inner_map_fd=template,
-                )
-            finally:
-                os.close(template)
-            replace_pin(self.outer_fd, self.outer_path)
+            self.outer_fd = create_outer(self.name, self.slots, self._new_inner(1), self.outer_path)
             self._install([(self._new_inner(MIN_CAPACITY), MIN_CAPACITY, 0)])
             return
         self.outer_fd = lb.obj_get(str(self.outer_path))
