@@ -4,8 +4,7 @@
 for `kmesh_node.sources.kubernetes`: paged lists (`limit`/`continue`, items without
 kind/apiVersion like the real typed lists), chunked JSON watch streams from a
 resourceVersion, BOOKMARK events, an ERROR event with code 410 for a compacted version,
-bearer-token auth, and injected 500s. tests/ is not a package: test modules load this
-file by path (see `_fakes()` in tests/unit/test_sources_kubernetes.py).
+bearer-token auth, and injected 500s. Test modules import it as `from tests import fakes`.
 """
 
 from __future__ import annotations

@@ -6,9 +6,7 @@ chunked watch streams, bookmarks, 410 for a compacted resourceVersion, injected 
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,20 +19,8 @@ import pytest
 from kmesh_node.model import Endpoint, Frontend, LbPolicy
 from kmesh_node.sources import open_source
 from kmesh_node.sources.kubernetes import KubernetesSource, load_config
+from tests import fakes
 
-
-def _fakes() -> Any:
-    if "kmesh_test_fakes" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "fakes.py"
-        spec = importlib.util.spec_from_file_location("kmesh_test_fakes", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["kmesh_test_fakes"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["kmesh_test_fakes"]
-
-
-fakes = _fakes()
 service, endpoint_slice = fakes.service, fakes.endpoint_slice
 
 

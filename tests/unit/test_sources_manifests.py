@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,20 +15,8 @@ import yaml
 from kmesh_node.model import Endpoint, Frontend, LbPolicy
 from kmesh_node.sources import open_source
 from kmesh_node.sources.manifests import ManifestSource, split_documents
+from tests import fakes
 
-
-def _fakes() -> Any:
-    if "kmesh_test_fakes" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "fakes.py"
-        spec = importlib.util.spec_from_file_location("kmesh_test_fakes", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["kmesh_test_fakes"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["kmesh_test_fakes"]
-
-
-fakes = _fakes()
 service, endpoint_slice = fakes.service, fakes.endpoint_slice
 
 

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 from kmesh_node.model import Endpoint, Frontend, LbPolicy
 from kmesh_node.sources.store import ServiceStore
 from kmesh_node.translate import ServiceSpec, SliceSpec, parse_object
-
-
-def _fakes() -> Any:
-    if "kmesh_test_fakes" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "fakes.py"
-        spec = importlib.util.spec_from_file_location("kmesh_test_fakes", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["kmesh_test_fakes"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["kmesh_test_fakes"]
-
-
-fakes = _fakes()
+from tests import fakes
 
 
 def s(name: str, ip: str, **kw: Any) -> ServiceSpec:
