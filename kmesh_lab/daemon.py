@@ -66,13 +66,14 @@ def start(
     # Record it at once, so a teardown finds it even if readiness never comes.
     pidfile(state_dir, name).write_text(f"{proc.pid} {lab.process_start_time(proc.pid)}\n")
     argvfile(state_dir, name).write_text(wanted)
+    probe = _listen_probe(pod, ready_port, state_dir) if ready_port is not None else []
     started = time.monotonic()
     deadline = started + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with status {proc.returncode} at start; see {log}")
         settled = time.monotonic() - started >= SETTLE_S
-        if settled and (ready_port is None or _listening(pod, ready_port, state_dir)):
+        if settled and (ready_port is None or _listening(probe)):
             return True
         if time.monotonic() > deadline:
             raise RuntimeError(
@@ -81,12 +82,14 @@ def start(
         time.sleep(0.05)
 
 
-def _listening(pod: str | None, port: int, state_dir: Path) -> bool:
-    cmd = ["ss", "-Hltn", f"sport = :{port}"]
-    if pod:
-        ns = lab.load_state(state_dir)["pods"][pod]["netns"]
-        cmd[1:1] = ["-N", ns]
-    return bool(subprocess.run(cmd, capture_output=True, text=True).stdout.strip())
+def _listen_probe(pod: str | None, port: int, state_dir: Path) -> list[str]:
+    """The `ss` command that lists listeners on `port` (in the pod's netns when given)."""
+    netns = ["-N", lab.load_state(state_dir)["pods"][pod]["netns"]] if pod else []
+    return ["ss", *netns, "-Hltn", f"sport = :{port}"]
+
+
+def _listening(probe: list[str]) -> bool:
+    return bool(subprocess.run(probe, capture_output=True, text=True).stdout.strip())
 
 
 def stop(state_dir: Path, name: str, timeout: float = 5.0) -> bool:
