@@ -44,7 +44,15 @@
 
 /* Per-CPU counters (index into the counters array). */
 #define KMN_CTR_NO_ENDPOINT 0
+#define KMN_CTR_ACCEL_REDIRECT 1 /* sk_msg: message handed to the peer socket */
+#define KMN_CTR_ACCEL_PASS 2     /* sk_msg: peer not in the sockhash, normal path */
 #define KMN_CTR_MAX 4
+
+/* Sockmap acceleration (`kmesh-node run --accelerate`): a SOCKHASH of every established
+ * TCP socket of the cgroup, keyed by its own 4-tuple; sk_msg redirects a message to the
+ * socket whose key is the sender's tuple swapped. Optional pins (sockhash, prog_/link_
+ * sockops, sk_msg) that an agent without --accelerate removes: no layout change. */
+#define KMN_SOCKHASH_ENTRIES 65536
 
 struct kmn_fe4_key {
 	__u32 addr;  /* ClusterIP, network order */
@@ -116,6 +124,16 @@ struct kmn_orig6 {
 	__u32 vip_port;
 	__u32 ep_addr[4];
 	__u32 ep_port;
+};
+
+/* Key of the sockhash: one TCP socket seen from its own side. IPv4 (and IPv4-mapped
+ * IPv6) addresses sit in word 0 with words 1-3 zero, so a dual-stack socket and its
+ * IPv4 peer agree. Addresses in network order, ports in host order. */
+struct kmn_sock_key {
+	__u32 local_ip[4];
+	__u32 remote_ip[4];
+	__u32 local_port;
+	__u32 remote_port;
 };
 
 /* Stamp of the pinned layout (one-element array). */

@@ -105,7 +105,12 @@ def run_command(args: Any) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    datapath = Datapath.open(args.bpffs, args.cgroup, stress_loops=args.stress_loops)
+    datapath = Datapath.open(
+        args.bpffs,
+        args.cgroup,
+        stress_loops=args.stress_loops,
+        accelerate=getattr(args, "accelerate", False),
+    )
     agent.datapath = datapath
     metrics = Metrics(args.bpffs, agent.state)
     agent.metrics = metrics
@@ -123,11 +128,12 @@ def run_command(args: Any) -> int:
         metrics.start(args.metrics)
         host, port = metrics.address or ("?", 0)
         log.info(
-            "kmesh-node running: source %s, cgroup %s, pins %s%s, metrics http://%s:%d/metrics",
+            "kmesh-node running: source %s, cgroup %s, pins %s%s%s, metrics http://%s:%d/metrics",
             args.source,
             args.cgroup,
             args.bpffs,
             " (adopted)" if datapath.adopted else "",
+            ", sockmap acceleration on" if datapath.accelerate else "",
             host,
             port,
         )
@@ -177,6 +183,9 @@ def status_command(args: Any) -> int:
     info = inspect(args.bpffs)
     for link in info.get("links", {}).values():
         link["cgroup"] = cgroup_path(link["cgroup_id"])
+    sockops = info.get("accel", {}).get("links", {}).get("sockops")
+    if sockops:
+        sockops["cgroup"] = cgroup_path(sockops["cgroup_id"])
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
@@ -200,6 +209,27 @@ def status_command(args: Any) -> int:
     for hook, link in info["links"].items():
         where = link["cgroup"] or ("detached" if not link["attached"] else "?")
         print(f"  hook {hook:<9} prog {link['prog_id']:>6}  cgroup {where}")
+    _print_accel(info.get("accel", {}))
     for name, value in info.get("counters", {}).items():
         print(f"  counter {name} {value}")
     return 0
+
+
+def _print_accel(acc: dict[str, Any]) -> None:
+    if not acc.get("links") and "sockhash" not in acc:
+        print("  acceleration off (run --accelerate to turn it on)")
+        return
+    links = acc["links"]
+    sockops, sk_msg = links.get("sockops"), links.get("sk_msg")
+    if sockops:
+        where = sockops.get("cgroup") or ("detached" if not sockops["attached"] else "?")
+        print(f"  hook {'sockops':<9} prog {sockops['prog_id']:>6}  cgroup {where}")
+    if sk_msg:
+        on = f"sockhash map {sk_msg['map_id']}" if sk_msg["attached"] else "detached"
+        print(f"  hook {'sk_msg':<9} prog {sk_msg['prog_id']:>6}  {on}")
+    hash_ = acc.get("sockhash", {})
+    state = "on" if acc.get("enabled") else "INCOMPLETE (restart the agent)"
+    print(
+        f"  acceleration {state}: sockhash {hash_.get('entries', 0)} sockets "
+        f"of {hash_.get('max_entries', 0)}"
+    )

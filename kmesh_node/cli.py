@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="experiment knob: a bounded busy loop of N iterations in connect4 (CPU suites)",
     )
+    run.add_argument(
+        "--accelerate",
+        action="store_true",
+        help="sockmap acceleration: sockops + sk_msg hand same-node TCP payload straight to "
+        "the peer socket (off: a previous run's acceleration is removed)",
+    )
 
     status = sub.add_parser("status", help="what is loaded, pinned and attached")
     status.add_argument("--bpffs", default=DEFAULT_BPFFS)
@@ -61,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     preflight = sub.add_parser("preflight", help="check the kernel and host; name each fix")
     preflight.add_argument("--json", action="store_true")
     preflight.add_argument("--bpffs", default=DEFAULT_BPFFS, help="pin directory to check")
+    preflight.add_argument(
+        "--accelerate",
+        action="store_true",
+        help="also require what `run --accelerate` needs (sockhash, sk_msg, sockops)",
+    )
 
     uninstall = sub.add_parser("uninstall", help="detach every program and unpin everything")
     uninstall.add_argument("--bpffs", default=DEFAULT_BPFFS)

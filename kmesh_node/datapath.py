@@ -25,6 +25,7 @@ Layout under the pin directory (every object is pinned, inner maps included, so 
     {fe4,fe6,ep4,ep6}_inner_<i>  the shards: ARRAY frontend tables (kmesh_node/fetable.py),
                               NO_PREALLOC hash overflow maps (kmesh_node/shardmap.py)
     prog_<hook>, link_<hook>  programs and their cgroup bpf_links
+    sockhash, prog_/link_{sockops,sk_msg}  only with --accelerate (kmesh_node/accel.py)
 
 Frontends (ClusterIP:port/proto) are entries carrying the service's first endpoints
 inline (5 for IPv4, 3 for IPv6): one table lookup serves most services; endpoints beyond
@@ -50,11 +51,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kmesh_node import accel
 from kmesh_node import libbpf as lb
 from kmesh_node import structs as st
 from kmesh_node.fetable import FeTable
 from kmesh_node.model import Endpoint, Frontend, LbService
-from kmesh_node.progload import load_programs
+from kmesh_node.progload import Unit, load_programs
 from kmesh_node.shardmap import ShardedMap, replace_pin
 
 log = logging.getLogger(__name__)
@@ -155,13 +157,18 @@ class Datapath:
         self._lock = threading.RLock()
         self._lock_fd = -1
         self.adopted = False
+        self.accelerate = False
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
-    def open(cls, bpffs: str, cgroup: str | None, stress_loops: int = 0) -> Datapath:
+    def open(
+        cls, bpffs: str, cgroup: str | None, stress_loops: int = 0, accelerate: bool = False
+    ) -> Datapath:
         """Adopt the pinned state under `bpffs` (or create it), load fresh programs and
         attach them to the cgroup2 directory `cgroup` without a gap (bpf_link update).
 
+        `accelerate` adds the sockmap acceleration (sockops + sk_msg, kmesh_node/accel.py);
+        without it, acceleration objects a previous run pinned are detached and removed.
         `cgroup=None` loads and pins but leaves attachments as they are (benchmarks of
         map memory need no hook).
         """
@@ -172,6 +179,7 @@ class Datapath:
             )
         cgroup_fd = _open_cgroup(cgroup) if cgroup else -1
         dp = cls(bpffs)
+        dp.accelerate = accelerate
         try:
             dp._open_maps()
             dp._load_programs(stress_loops)
@@ -219,6 +227,8 @@ class Datapath:
         )
         self._fds["orig4"] = self._open_or_create("orig4", lambda: _create_orig(st.Orig4))
         self._fds["orig6"] = self._open_or_create("orig6", lambda: _create_orig(st.Orig6))
+        if self.accelerate:
+            self._fds["sockhash"] = accel.open_sockhash(self.bpffs)
         for emap in self.maps.values():
             emap.open()
         if self.adopted:
@@ -262,8 +272,12 @@ class Datapath:
             "KMN_FD_ORIG4": self._fds["orig4"],
             "KMN_FD_ORIG6": self._fds["orig6"],
         } | {f"KMN_FD_{name.upper()}": m.outer_fd for name, m in self.maps.items()}
+        units = [Unit(str(SOURCE), "CGROUP_SOCK_ADDR", HOOKS)]
+        if self.accelerate:
+            defines["KMN_FD_SOCKHASH"] = self._fds["sockhash"]
+            units += accel.units()
         # compiled in a child process: bcc/LLVM never enter the agent's memory
-        progs = load_programs(str(SOURCE), str(st.BPF_DIR), defines, HOOKS)
+        progs = load_programs(units, str(st.BPF_DIR), defines)
         for hook, fd in progs.items():
             self._fds[f"prog_{hook}"] = fd
 
@@ -288,6 +302,15 @@ class Datapath:
                 if old_link >= 0:
                     os.close(old_link)
             replace_pin(prog_fd, self.bpffs / f"prog_{hook}")
+        if self.accelerate:
+            accel.attach(
+                self.bpffs,
+                cgroup_fd,
+                self._fds["sockhash"],
+                {hook: self._fds[f"prog_{hook}"] for hook in accel.HOOKS},
+            )
+        else:
+            accel.remove(self.bpffs)
 
     def close(self) -> None:
         """Release this process's handles; pinned maps and attached programs stay."""
@@ -527,7 +550,11 @@ def _possible_cpus() -> int:
     return total
 
 
-COUNTER_NAMES = {st.CTR_NO_ENDPOINT: "no_endpoint"}
+COUNTER_NAMES = {
+    st.CTR_NO_ENDPOINT: "no_endpoint",
+    st.CTR_ACCEL_REDIRECT: "accel_redirect",
+    st.CTR_ACCEL_PASS: "accel_pass",
+}
 
 
 def _read_counters(fd: int) -> dict[str, int]:
@@ -652,6 +679,7 @@ def inspect(bpffs: str) -> dict[str, Any]:
                     "attached": info.cgroup_id != 0,
                 }
         out["links"] = links
+        out["accel"] = accel.inspect(root)
     finally:
         for fd in fds:
             os.close(fd)

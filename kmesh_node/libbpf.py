@@ -19,11 +19,14 @@ MAP_HASH = 1
 MAP_ARRAY = 2
 MAP_PERCPU_ARRAY = 6
 MAP_ARRAY_OF_MAPS = 12
+MAP_SOCKHASH = 18
 MAP_SK_STORAGE = 24
 
 F_NO_PREALLOC = 1  # BPF_F_NO_PREALLOC
 
 # enum bpf_attach_type
+ATTACH_CGROUP_SOCK_OPS = 3
+ATTACH_SK_MSG_VERDICT = 7
 ATTACH_INET4_CONNECT = 10
 ATTACH_INET6_CONNECT = 11
 ATTACH_UDP4_SENDMSG = 14
@@ -86,6 +89,19 @@ class LinkInfo(ct.Structure):
         ("prog_id", ct.c_uint32),
         ("_pad", ct.c_uint32),
         ("cgroup_id", ct.c_uint64),
+        ("attach_type", ct.c_uint32),
+    )
+
+
+class SockmapLinkInfo(ct.Structure):
+    """struct bpf_link_info prefix for sockmap links (sk_msg/sk_skb on a sockmap/hash)."""
+
+    _fields_ = (
+        ("type", ct.c_uint32),
+        ("id", ct.c_uint32),
+        ("prog_id", ct.c_uint32),
+        ("_pad", ct.c_uint32),
+        ("map_id", ct.c_uint32),
         ("attach_type", ct.c_uint32),
     )
 
@@ -334,6 +350,12 @@ def prog_info(fd: int) -> ProgInfo:
 
 def link_info(fd: int) -> LinkInfo:
     info = LinkInfo()
+    _info(fd, info)
+    return info
+
+
+def sockmap_link_info(fd: int) -> SockmapLinkInfo:
+    info = SockmapLinkInfo()
     _info(fd, info)
     return info
 

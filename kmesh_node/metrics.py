@@ -32,6 +32,14 @@ STATE_COUNTERS = {
         "no_endpoint_connects",
         "Connections to a service with no ready endpoint, left untouched",
     ),
+    "accel_redirect": (
+        "accel_redirected_messages",
+        "sendmsg() calls the sk_msg program handed straight to the same-node peer socket",
+    ),
+    "accel_pass": (
+        "accel_passed_messages",
+        "sendmsg() calls of accelerated sockets whose peer is not in the sockhash (normal path)",
+    ),
 }
 STATE_HELP = {
     "services": "Services the datapath holds",

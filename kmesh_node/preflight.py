@@ -29,6 +29,8 @@ MEMLOCK_KERNEL = (6, 4)  # fdinfo memlock follows real usage (NO_PREALLOC maps g
 BPF_MAP_CREATE = 0
 BPF_PROG_LOAD = 5
 BPF_PROG_QUERY = 16
+BPF_LINK_CREATE = 28
+ATTACH_SK_MSG_VERDICT = 7
 MAP_ARRAY, MAP_SOCKHASH = 2, 18
 PROG_SOCK_OPS, PROG_SK_MSG, PROG_CGROUP_SOCK_ADDR = 13, 16, 18
 # attach types of the hooks the datapath uses (enum bpf_attach_type)
@@ -114,14 +116,35 @@ def probe_cgroup_bpf(cgroup2: str) -> tuple[bool, str]:
     return True, f"cgroup/{', cgroup/'.join(loaded)} load; {cgroup2} accepts BPF queries"
 
 
+def _link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
+    attr = ctypes.create_string_buffer(128)
+    for off, val in enumerate((prog_fd, target_fd, attach_type)):
+        ctypes.c_uint32.from_buffer(attr, off * 4).value = val
+    return bpfobjects.bpf(BPF_LINK_CREATE, attr)
+
+
 def probe_sockmap() -> tuple[bool, str]:
+    """What `run --accelerate` does, on throwaway objects: a sockhash, an sk_msg program
+    linked to it (a sockmap bpf_link, kernel >= 6.10), a sockops program."""
+    fds: list[int] = []
     try:
-        os.close(_map_create(MAP_SOCKHASH, 4, 8, 1))
-        os.close(_prog_load(PROG_SK_MSG))
-        os.close(_prog_load(PROG_SOCK_OPS))
-    except OSError as exc:
-        return False, f"sockhash/sk_msg/sockops unavailable: {_errno_hint(exc.errno or 0)}"
-    return True, "sockhash map, sk_msg and sockops programs load"
+        try:
+            fds.append(_map_create(MAP_SOCKHASH, 4, 8, 1))
+            fds.append(_prog_load(PROG_SK_MSG))
+            fds.append(_prog_load(PROG_SOCK_OPS))
+        except OSError as exc:
+            return False, f"sockhash/sk_msg/sockops unavailable: {_errno_hint(exc.errno or 0)}"
+        try:
+            fds.append(_link_create(fds[1], fds[0], ATTACH_SK_MSG_VERDICT))
+        except OSError as exc:
+            return False, (
+                "sk_msg cannot be linked to a sockhash with a bpf_link "
+                f"({_errno_hint(exc.errno or 0)}; sockmap links need kernel >= 6.10)"
+            )
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
+    return True, "sockhash map, sk_msg (linked to the sockhash) and sockops programs load"
 
 
 def probe_stats() -> tuple[bool, str]:
@@ -304,7 +327,8 @@ def check_probe(name: str, probe: Probe, needed: bool, fix: str) -> Check:
     return Check(name, ok, needed, detail, fix)
 
 
-def run_checks(host: Host, bpffs: str) -> list[Check]:
+def run_checks(host: Host, bpffs: str, accelerate: bool = False) -> list[Check]:
+    """Every check; `accelerate` makes the sockmap items needed (`run --accelerate`)."""
     checks = [
         Check(
             "root",
@@ -326,9 +350,9 @@ def run_checks(host: Host, bpffs: str) -> list[Check]:
         check_probe(
             "sockmap",
             host.sockmap,
-            False,
-            "CONFIG_BPF_STREAM_PARSER=y and CONFIG_NET_SOCK_MSG=y "
-            "(needed only by sockmap acceleration, not built yet)",
+            accelerate,
+            "CONFIG_BPF_STREAM_PARSER=y and CONFIG_NET_SOCK_MSG=y on a kernel >= 6.10 "
+            "(needed only by `kmesh-node run --accelerate`; run without the flag otherwise)",
         ),
         check_bpffs(host, bpffs),
         check_probe(
@@ -370,7 +394,11 @@ def render(checks: list[Check]) -> str:
 
 def preflight_command(args: argparse.Namespace, host: Host | None = None) -> int:
     """`kmesh-node preflight [--json] [--bpffs DIR]`: 1 if something needed is missing."""
-    checks = run_checks(host or Host(), getattr(args, "bpffs", "/sys/fs/bpf/kmesh_node"))
+    checks = run_checks(
+        host or Host(),
+        getattr(args, "bpffs", "/sys/fs/bpf/kmesh_node"),
+        accelerate=getattr(args, "accelerate", False),
+    )
     ok = all(c.ok or not c.needed for c in checks)
     if args.json:
         body = {

@@ -32,7 +32,10 @@ INLINE4 = 5
 INLINE6 = 3
 POLICY = {LbPolicy.RANDOM: 0, LbPolicy.ROUND_ROBIN: 1}
 CTR_NO_ENDPOINT = 0
+CTR_ACCEL_REDIRECT = 1
+CTR_ACCEL_PASS = 2
 CTR_MAX = 4
+SOCKHASH_ENTRIES = 65536
 PROTO = {L4Proto.TCP: socket.IPPROTO_TCP, L4Proto.UDP: socket.IPPROTO_UDP}
 
 
@@ -103,6 +106,17 @@ class Orig6(ct.Structure):
     )
 
 
+class SockKey(ct.Structure):
+    """One TCP socket from its own side (sockhash key); see sock_key() for the encoding."""
+
+    _fields_ = (
+        ("local_ip", ct.c_uint32 * 4),
+        ("remote_ip", ct.c_uint32 * 4),
+        ("local_port", ct.c_uint32),
+        ("remote_port", ct.c_uint32),
+    )
+
+
 class Version(ct.Structure):
     _fields_ = (
         ("magic", ct.c_uint32),
@@ -124,6 +138,7 @@ MIRRORS: dict[str, type[ct.Structure]] = {
     "kmn_epx_key": EpxKey,
     "kmn_orig4": Orig4,
     "kmn_orig6": Orig6,
+    "kmn_sock_key": SockKey,
     "kmn_version": Version,
 }
 
@@ -183,6 +198,49 @@ def decode_fe4(key: Fe4Key) -> Frontend:
 def decode_fe6(key: Fe6Key) -> Frontend:
     raw = b"".join(w.to_bytes(4, "little") for w in key.addr)
     return Frontend(str(ipaddress.IPv6Address(raw)), socket.ntohs(key.port), _l4(key.proto))
+
+
+def _sock_words(addr: str) -> tuple[int, int, int, int]:
+    """== KMN_SOCK_ADDR in bpf/sock_key.h: IPv4 and IPv4-mapped IPv6 in word 0, rest 0."""
+    ip = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.version == 4:
+        return (int.from_bytes(ip.packed, "little"), 0, 0, 0)
+    return _v6_words(str(ip))
+
+
+def sock_key(local: tuple[str, int], remote: tuple[str, int]) -> SockKey:
+    """The sockhash key of a socket bound to `local` and connected to `remote`."""
+    for _addr, port in (local, remote):
+        if not 0 <= port < 65536:
+            raise ValueError(f"port {port} is out of range 0..65535")
+    k = SockKey(local_port=local[1], remote_port=remote[1])
+    k.local_ip[:] = _sock_words(local[0])
+    k.remote_ip[:] = _sock_words(remote[0])
+    return k
+
+
+def peer_key(key: SockKey) -> SockKey:
+    """== the key bpf/sk_msg.c looks up for a message sent on `key`'s socket."""
+    p = SockKey(local_port=key.remote_port, remote_port=key.local_port)
+    p.local_ip[:] = list(key.remote_ip)
+    p.remote_ip[:] = list(key.local_ip)
+    return p
+
+
+def _sock_addr(words: ct.Array[ct.c_uint32]) -> str:
+    if not any(words[1:]):
+        return str(ipaddress.IPv4Address(words[0].to_bytes(4, "little")))
+    return str(ipaddress.IPv6Address(b"".join(w.to_bytes(4, "little") for w in words)))
+
+
+def decode_sock_key(key: SockKey) -> tuple[tuple[str, int], tuple[str, int]]:
+    """((local address, port), (remote address, port)) of a sockhash key."""
+    return (
+        (_sock_addr(key.local_ip), key.local_port),
+        (_sock_addr(key.remote_ip), key.remote_port),
+    )
 
 
 def hash32(x: int) -> int:
