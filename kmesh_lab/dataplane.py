@@ -300,16 +300,18 @@ def agent_state(lab_: Lab) -> dict[str, Any]:
         return {"running": False}
     argv = agent_argv(lab_.state_dir)
     status = _agent_status(argv[0], lab_.bpffs)
-    hooks = sorted((status.get("links") or {}).keys())
-    accel_hooks = [h for h in hooks if "sockops" in h or "sk_msg" in h or "skmsg" in h]
+    acc = status.get("accel") or {}
+    accel_hooks = sorted(h for h, ln in (acc.get("links") or {}).items() if ln.get("attached"))
     return {
         "running": True,
         "services": _agent_services(lab_),
         "suite_files": sorted(suite_files(lab_.agent_dir, lab_.prefix)),
+        "hooks": sorted((status.get("links") or {}).keys()),
         "accelerate_flag": ACCEL_FLAG in argv,
-        "hooks": hooks,
+        # the kernel's side: sockops/sk_msg attached and the sockhash pinned (status --json)
+        "acceleration_enabled": bool(acc.get("enabled")),
         "acceleration_hooks": accel_hooks,
-        "acceleration": ACCEL_FLAG in argv or bool(accel_hooks),
+        "acceleration": ACCEL_FLAG in argv or bool(acc.get("enabled")) or bool(accel_hooks),
     }
 
 
@@ -378,43 +380,101 @@ def kube_proxy_state(lab_: Lab) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the sidecar peer
+#
+# Driven through its CLI (`python -m kmesh_lab.sidecar apply|remove`, the same entry point
+# roles/peer_sidecar uses), with the suite's own manifests; every lab pod is meshed (client
+# sidecar outbound, server sidecars inbound: istio's three hops). Its state file
+# (<state_dir>/peer_sidecar.json) names the proxy, its version and each pod's master PID.
+
+SIDECAR_USER_UID = 1337  # istio-proxy: its sockets are exempt from the capture
 
 
-def _sidecar_module() -> Any:
-    """kmesh_lab.sidecar (the peer_sidecar's Python entry point), or PlaneUnavailable."""
+def _sidecar_apply() -> Any:
+    """kmesh_lab.sidecar.apply, or PlaneUnavailable naming what is missing."""
     try:
         import importlib
 
-        mod = importlib.import_module("kmesh_lab.sidecar")
+        mod = importlib.import_module("kmesh_lab.sidecar.apply")
     except ImportError as exc:
         raise PlaneUnavailable(
-            "sidecar: the peer_sidecar's Python entry point kmesh_lab.sidecar is missing "
-            f"({exc}); install roles/peer_sidecar or leave the plane out"
+            f"sidecar: the sidecar peer (kmesh_lab.sidecar) is missing ({exc}); install "
+            "roles/peer_sidecar or leave the plane out"
         ) from None
-    for name in ("up", "down", "describe"):
-        if not callable(getattr(mod, name, None)):
-            raise PlaneUnavailable(f"sidecar: kmesh_lab.sidecar has no {name}(); update it")
     return mod
 
 
+def _sidecar_missing() -> str | None:
+    try:
+        _sidecar_apply()
+    except PlaneUnavailable as exc:
+        return str(exc)
+    if shutil.which("haproxy") is None:
+        return "sidecar: haproxy is not installed (apt-get install haproxy; host_setup does)"
+    try:
+        import pwd
+
+        pwd.getpwuid(SIDECAR_USER_UID)
+    except KeyError:
+        return (
+            f"sidecar: no user with uid {SIDECAR_USER_UID} (istio-proxy) for the proxy: "
+            "run roles/peer_sidecar (it creates the user)"
+        )
+    return None
+
+
+def _sidecar_cli(*args: str) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "kmesh_lab.sidecar", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise PlaneError(f"`{' '.join(argv[1:])}` failed: {proc.stderr.strip()[-600:]}")
+    return json.loads(proc.stdout)
+
+
 def sidecar_on(lab_: Lab) -> bool:
-    return bool(_sidecar_module().up(Path(lab_.state_dir), Path(lab_.services_dir))["changed"])
+    why = _sidecar_missing()
+    if why:
+        raise PlaneUnavailable(why)
+    out = _sidecar_cli(
+        "apply", "--manifests-dir", str(lab_.services_dir), "--state-dir", str(lab_.state_dir)
+    )
+    return bool(out["changed"])
 
 
 def sidecar_off(lab_: Lab) -> bool:
     try:
-        mod = _sidecar_module()
+        _sidecar_apply()
     except PlaneUnavailable:
-        return False  # no peer installed: nothing can be running
-    return bool(mod.down(Path(lab_.state_dir))["changed"])
+        return False  # no peer installed: nothing of it can be running
+    return bool(_sidecar_cli("remove", "--state-dir", str(lab_.state_dir))["changed"])
 
 
 def sidecar_state(lab_: Lab) -> dict[str, Any]:
+    """Proxies running (PIDs from the daemon files, workers as their children) and capture
+    rules counted in each pod's kernel tables."""
     try:
-        mod = _sidecar_module()
+        mod = _sidecar_apply()
     except PlaneUnavailable as exc:
-        return {"available": False, "why": str(exc), "running": False}
-    return {"available": True, **mod.describe(Path(lab_.state_dir))}
+        return {"available": False, "why": str(exc), "running": False, "capture_rules": 0}
+    recorded = mod.read_state(Path(lab_.state_dir))
+    pids: dict[str, list[int]] = {}
+    capture_rules: dict[str, int] = {}
+    for pod, entry in lab_.state()["pods"].items():
+        master = daemon.running(lab_.state_dir, mod.daemon_name(pod))
+        if master:
+            pids[pod] = [master, *sorted(mod.children(master))]
+        capture_rules[pod] = sum(
+            mod.capture_rules_in_kernel(entry["netns"], b) for b in ("nft", "legacy")
+        )
+    return {
+        "available": True,
+        "running": bool(pids),
+        "proxy": recorded.get("proxy") if pids else None,
+        "version": recorded.get("version") if pids else None,
+        "pids": pids,
+        "capture_rules": sum(capture_rules.values()),
+        "capture_rules_per_pod": capture_rules,
+        "routes": recorded.get("routes") if pids else None,
+    }
 
 
 # ------------------------------------------------------------------ select / describe
@@ -514,6 +574,11 @@ def check(state: dict[str, Any], plane: str) -> list[str]:
             problems.append("the suite's services are not in the agent's directory")
         if not kmesh and agent["suite_files"]:
             problems.append(f"the agent still serves {agent['suite_files']}")
+        if plane == "kmesh_node_accel" and not agent.get("acceleration_enabled"):
+            problems.append(
+                f"the agent runs with {ACCEL_FLAG} but its status says acceleration is not "
+                f"enabled in the kernel (hooks {agent['acceleration_hooks']})"
+            )
         if agent["acceleration"] != (plane == "kmesh_node_accel"):
             problems.append(
                 f"acceleration is {'on' if agent['acceleration'] else 'off'} "
@@ -529,9 +594,36 @@ def check(state: dict[str, Any], plane: str) -> list[str]:
         problems.append(f"{kp['rules_in_kernel']} kube-proxy rules are left in {kp['netns']}")
     if side.get("running") != (plane == "sidecar"):
         problems.append(f"sidecars {'running' if side.get('running') else 'not running'}")
+    if plane == "sidecar" and not side.get("capture_rules"):
+        problems.append("no sidecar capture rules in the pods' nat tables")
+    if plane != "sidecar" and side.get("capture_rules"):
+        problems.append(f"{side['capture_rules']} sidecar capture rules are left in the pods")
     if plane == "sidecar" and not (state["proxy"] or {}).get("name"):
         problems.append("the sidecar does not name its proxy")
     return problems
+
+
+def prerequisite_missing(lab_: Lab, plane: str) -> str | None:
+    """Why `plane` cannot be selected on this lab (None: it can); reads, changes nothing."""
+    check_plane(plane)
+    try:
+        if plane in KUBE_PROXY:
+            mode, backend = KUBE_PROXY[plane]
+            needed = "nft" if mode == "nftables" else f"iptables-{backend}-restore"
+            if shutil.which(needed) is None:
+                return f"{plane}: {needed} is not installed (apt-get install iptables nftables)"
+        elif plane == "sidecar":
+            return _sidecar_missing()
+        elif plane in KMESH_PLANES:
+            argv = agent_argv(lab_.state_dir)
+            if plane == "kmesh_node_accel" and not agent_supports_accelerate(argv):
+                return (
+                    f"{plane}: {argv[0]} has no {ACCEL_FLAG} flag (sockmap acceleration is "
+                    "not in this agent yet); update kmesh_node or leave the plane out"
+                )
+    except PlaneError as exc:
+        return str(exc)
+    return None
 
 
 def reset(lab_: Lab) -> dict[str, Any]:

@@ -129,13 +129,17 @@ def state_for(plane: str, **over: Any) -> dict[str, Any]:
             "suite_files": ["suite_latency.yaml"] if kmesh else [],
             "acceleration": plane == "kmesh_node_accel",
             "accelerate_flag": plane == "kmesh_node_accel",
-            "acceleration_hooks": [],
+            "acceleration_enabled": plane == "kmesh_node_accel",
+            "acceleration_hooks": ["sk_msg", "sockops"] if plane == "kmesh_node_accel" else [],
         },
         "kube_proxy": {
             "netns": "kmlat-node",
             "rules_in_kernel": 25 if plane in dataplane.KUBE_PROXY else 0,
         },
-        "sidecar": {"running": plane == "sidecar"},
+        "sidecar": {
+            "running": plane == "sidecar",
+            "capture_rules": 48 if plane == "sidecar" else 0,
+        },
         "proxy": {"name": "haproxy", "version": "2.6"} if plane == "sidecar" else None,
     }
     if plane in dataplane.KUBE_PROXY:
@@ -162,6 +166,9 @@ def test_check_accepts_exactly_one_plane(plane: str) -> None:
         ("kmesh_node", {"kube_proxy__rules_in_kernel": 3}, "3 kube-proxy rules are left"),
         ("kmesh_node", {"agent__acceleration": True}, "acceleration is on"),
         ("kmesh_node_accel", {"agent__acceleration": False}, "acceleration is off"),
+        ("kmesh_node_accel", {"agent__acceleration_enabled": False}, "not enabled in the kernel"),
+        ("sidecar", {"sidecar__capture_rules": 0}, "no sidecar capture rules"),
+        ("kube_proxy_iptables_nft", {"sidecar__capture_rules": 12}, "12 sidecar capture rules"),
         ("kube_proxy_nftables", {"kube_proxy_rules": {"rules": 0}}, "no kube-proxy nftables"),
         ("sidecar", {"sidecar__running": False}, "sidecars not running"),
         ("pod_ip", {"sidecar__running": True}, "sidecars running"),
@@ -236,13 +243,27 @@ def test_sidecar_missing_is_unavailable_not_silent(
     lab_ = make_lab(tmp_path)
 
     def missing() -> Any:
-        raise dataplane.PlaneUnavailable("sidecar: kmesh_lab.sidecar is missing")
+        raise dataplane.PlaneUnavailable("sidecar: the sidecar peer is missing")
 
-    monkeypatch.setattr(dataplane, "_sidecar_module", missing)
+    monkeypatch.setattr(dataplane, "_sidecar_apply", missing)
     with pytest.raises(dataplane.PlaneUnavailable, match="missing"):
         dataplane.sidecar_on(lab_)
     assert dataplane.sidecar_off(lab_) is False
     assert dataplane.sidecar_state(lab_)["available"] is False
+    assert "missing" in str(dataplane.prerequisite_missing(lab_, "sidecar"))
+    assert dataplane.prerequisite_missing(lab_, "pod_ip") is None
+
+
+def test_sidecar_without_its_user_names_the_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+
+    def no_user(uid: int) -> Any:
+        raise KeyError(uid)
+
+    monkeypatch.setattr(dataplane, "_sidecar_apply", lambda: object())
+    monkeypatch.setattr(dataplane.shutil, "which", lambda _n: "/usr/sbin/haproxy")
+    monkeypatch.setattr(pwd, "getpwuid", no_user)
+    assert "roles/peer_sidecar" in str(dataplane._sidecar_missing())
 
 
 def test_proxy_named_only_in_the_sidecar_plane() -> None:
