@@ -30,6 +30,24 @@ def test_maps_are_pinned_and_status_counts_the_base_services(host) -> None:
     assert status["services"] >= 1 and status["endpoints"] >= 1
 
 
+def test_acceleration_matches_the_agent_flag(host, lab: dict) -> None:
+    """kmesh_node_accelerate true: sockops on the lab cgroup and sk_msg on the pinned
+    sockhash; false: neither attached nor pinned (a restart without the flag removes them)."""
+    pid = PIDFILE.read_text().split()[0]
+    wanted = "--accelerate" in host.file(f"/proc/{pid}/cmdline").content_string.split("\0")
+    status = json.loads(host.check_output(f"{host_bin()}/kmesh-node status --json"))
+    out = json.loads(host.check_output(f"bpftool -j cgroup show {lab['cgroup_root']}"))
+    # bpftool names the attach type "sock_ops" or "cgroup_sock_ops" depending on its version
+    sock_ops = [e for e in out if e["attach_type"] in ("sock_ops", "cgroup_sock_ops")]
+    accel_pins = {"sockhash", "prog_sockops", "prog_sk_msg", "link_sockops", "link_sk_msg"}
+    assert status["accel"]["enabled"] is wanted, status["accel"]
+    if wanted:
+        assert [e["name"] for e in sock_ops] == ["kmn_sockops"]
+        assert accel_pins <= set(status["pins"])
+    else:
+        assert sock_ops == [] and accel_pins.isdisjoint(status["pins"])
+
+
 def test_metrics_are_served_with_the_kmesh_node_prefix() -> None:
     body = urllib.request.urlopen("http://127.0.0.1:15020/metrics", timeout=10).read().decode()
     assert "kmesh_node_services" in body
