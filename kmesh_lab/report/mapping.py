@@ -42,6 +42,7 @@ CONVERSIONS: dict[tuple[str, str], float] = {
     ("ms", "ms"): 1.0,
     ("ms", "s"): 1e-3,
     ("s", "ms"): 1e3,
+    ("pct_core", "vCPU"): 1e-2,
 }
 
 
@@ -194,6 +195,63 @@ FIGURES: dict[str, Source] = {
     "scaling.bpftool.inner_map_count": Largest(
         "suite_scaling", "up", "bpf_inner_maps", label="after"
     ),
+    # ---- latency (seed 004 + ANCHORS.md): suite_latency, one record per plane and point.
+    # The blog's "Kmesh" is the kmesh_node plane, its kube-proxy the iptables (nft) plane;
+    # latency at N connections = the keepalive load (fortio's default) at N connections.
+    **{
+        f"latency.connections.p90.{fig}.c{n}": Metric(
+            "suite_latency", f"conn.{plane}.c={n}.keepalive", "p90_ms", "ms"
+        )
+        for fig, plane in (("sidecar", "sidecar"), ("kmesh", "kmesh_node"))
+        for n in (1024, 4096)
+    },
+    # CPU at equal QPS: everything the request path costs on the node (apps + proxies; the
+    # eBPF time is inside the apps'), as dstat in the Kmesh perf scripts shows the node.
+    "latency.cpu_qps.sidecar": Metric(
+        "suite_latency", "cpu.sidecar.qps=100", "total_cpu_pct_node", label="qps_100"
+    ),
+    "latency.cpu_qps.kmesh": Metric(
+        "suite_latency", "cpu.kmesh_node.qps=100", "total_cpu_pct_node", label="qps_100"
+    ),
+    "latency.cpu_qps.kmesh_close_to_kube_proxy": Metric(
+        "suite_latency", "compare.qps=1000", "cpu_ratio_kmesh_to_kube_proxy"
+    ),
+    "latency.connections.kmesh_close_to_kube_proxy": Metric(
+        "suite_latency", "compare.c=128.keepalive", "p90_ratio_kmesh_to_kube_proxy"
+    ),
+    "latency.claims.latency_reduction_vs_sidecar": Metric(
+        "suite_latency", "compare.c=128.keepalive", "p90_reduction_vs_sidecar_pct"
+    ),
+    "latency.claims.hops": NoCounterpart(
+        "a property of the architectures, not a measurement: the lab's sidecar plane has the "
+        "proxy hops (client -> client sidecar -> server sidecar -> server), the kmesh planes none",
+        suite="suite_latency",
+    ),
+    "latency.claims.sockmap_sidecar_speedup": NoCounterpart(
+        "the lab accelerates the kmesh plane's pod-to-pod sockets (kmesh_node_accel), not a "
+        "sidecar's; compare conn.kmesh_node_accel.* with conn.kmesh_node.* in suite_latency",
+        suite="suite_latency",
+    ),
+    "latency.istio_benchmark.sidecar_cpu": Metric(
+        "suite_latency", "cpu.sidecar.qps=1000", "proxy_cpu_max_pct_core", "pct_core"
+    ),
+    "latency.istio_benchmark.sidecar_memory": Metric(
+        "suite_latency", "cpu.sidecar.qps=1000", "proxy_rss_max_bytes", "bytes"
+    ),
+    # Istio's method: the sidecar's p90/p99 minus the no-mesh baseline's, 16 connections at
+    # 1000 requests/s (the CPU load at 1000 QPS has exactly those settings)
+    "latency.istio_benchmark.sidecar_added_p90": Metric(
+        "suite_latency", "compare.qps=1000", "sidecar_added_p90_ms", "ms"
+    ),
+    "latency.istio_benchmark.sidecar_added_p99": Metric(
+        "suite_latency", "compare.qps=1000", "sidecar_added_p99_ms", "ms"
+    ),
+    "latency.istio_benchmark.ztunnel_cpu": NoCounterpart(
+        "no ztunnel (Istio ambient) data plane in the lab", suite="suite_latency"
+    ),
+    "latency.istio_benchmark.ztunnel_memory": NoCounterpart(
+        "no ztunnel (Istio ambient) data plane in the lab", suite="suite_latency"
+    ),
 }
 
 PREFIXES: dict[str, Source] = {
@@ -260,6 +318,11 @@ def _with_also(
 def measure(source: Source, run: Run, fig_unit: str) -> tuple[Measured | None, str]:
     """The measured value a source points at, or None and why it is missing."""
     if isinstance(source, NoCounterpart):
+        if source.suite and not run.records(source.suite):
+            return (
+                None,
+                f"{source.suite} did not run: results/{run.run_id}/{source.suite}.json is absent",
+            )
         return None, source.reason
     suite = source.suite
     records = run.records(suite)

@@ -6,7 +6,8 @@ so the same data give the same bytes.
 
 The latency and flood plots read records by convention (those suites were not written yet
 when this was): ``params.data_plane`` names the data plane; ``params.connections`` with
-summary keys ``p50_ms``/``p90_ms``/``p99_ms`` (latency vs connections); ``params.qps`` with
+summary keys ``p50_ms``/``p90_ms``/``p99_ms`` (latency vs connections; ``params.keepalive``
+false = new connections, a series of its own); ``params.qps`` with
 ``total_cpu_pct_node``, ``cpu_pct_node`` or ``cpu_pct_core`` (CPU vs QPS); for the flood
 suite ``params.rps`` and per-sample ``p50_ms``, ``mean_ms`` or ``avg_ms`` (box plots).
 """
@@ -210,6 +211,9 @@ def latency_vs_connections(run: Run, _pub: Published) -> Plot | None:
         if plane is None or not isinstance(conns, int | float):
             continue
         pcts = {k: s[0] for k in ("p50_ms", "p90_ms", "p99_ms") if (s := _stat(r, k))}
+        # params.keepalive false = one request per TCP connection: a series of its own
+        if r["params"].get("keepalive") is False:
+            plane = f"{plane} (new conn.)"
         if pcts:
             series[plane].append((float(conns), pcts))
     if not series:

@@ -149,7 +149,11 @@ def judge(fig: Figure, run: Run) -> Row:
     label = getattr(src, "label", None)
     measured, why = measure(src, run, fig.unit)
     if measured is None:
-        verdict = "no counterpart" if isinstance(src, NoCounterpart) else "not run"
+        # a NoCounterpart tied to a suite applies only when that suite ran
+        no_counterpart = isinstance(src, NoCounterpart) and (
+            src.suite is None or bool(run.records(src.suite))
+        )
+        verdict = "no counterpart" if no_counterpart else "not run"
         return Row(fig, text, None, None, None, verdict, why)
     target = _target(fig, label)
     if fig.value is None:
