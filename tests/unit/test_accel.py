@@ -158,3 +158,13 @@ def test_preflight_sockmap_is_optional_unless_accelerating(tmp_path: Path) -> No
     assert "--accelerate" in fast["sockmap"].fix and "6.10" in fast["sockmap"].fix
     args = cli.build_parser().parse_args(["preflight", "--accelerate", "--json"])
     assert preflight.preflight_command(args, host) == 1
+
+
+def test_accel_counters_are_prometheus_counters(tmp_path: Path) -> None:
+    from kmesh_node import metrics
+    from tests.unit.test_metrics import samples
+
+    state = {"services": 1, "accel_redirect": 40, "accel_pass": 3}
+    s = samples(metrics.Metrics(str(tmp_path / "not-pinned"), lambda: state))
+    assert s[("kmesh_node_accel_redirected_messages_total", ())] == 40
+    assert s[("kmesh_node_accel_passed_messages_total", ())] == 3
