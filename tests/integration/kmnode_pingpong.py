@@ -8,6 +8,11 @@
       CONNECTS new connections with one round trip each; reports per-round-trip and
       per-connection latencies in microseconds, the peer the kernel connected to, and
       whether every echo came back intact
+  kmnode_pingpong.py blob HOST PORT SIZE
+      bulk server: SIZE random bytes, sent with sendfile() (the splice path, as static file
+      servers do) to every connection; prints their sha256 once listening
+  kmnode_pingpong.py fetch HOST PORT
+      read one connection to its end; prints {"bytes": n, "sha256": ...}
 
 The client runs in the client pod and the server in the server pod, both inside the
 attached cgroup: that is what makes them "same-node" for the sockhash.
@@ -15,9 +20,12 @@ attached cgroup: that is what makes them "same-node" for the sockhash.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -96,14 +104,43 @@ def ping(host: str, port: int, rounds: int, size: int, connects: int) -> dict:
     }
 
 
+def blob(host: str, port: int, size: int) -> None:
+    data = os.urandom(size)
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, port))
+        srv.listen(64)
+        print(hashlib.sha256(data).hexdigest(), flush=True)
+        while True:
+            conn, _ = srv.accept()
+            with conn:
+                f.seek(0)
+                conn.sendfile(f)
+
+
+def fetch(host: str, port: int) -> dict:
+    digest, total = hashlib.sha256(), 0
+    with socket.create_connection((host, port), timeout=10) as sock:
+        while chunk := sock.recv(65536):
+            digest.update(chunk)
+            total += len(chunk)
+    return {"bytes": total, "sha256": digest.hexdigest()}
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "serve":
         serve(argv[1], int(argv[2]))
+    elif argv[0] == "blob":
+        blob(argv[1], int(argv[2]), int(argv[3]))
+    elif argv[0] == "fetch":
+        print(json.dumps(fetch(argv[1], int(argv[2]))))
     elif argv[0] == "ping":
         host, port, rounds, size, connects = argv[1], *map(int, argv[2:6])
         print(json.dumps(ping(host, port, rounds, size, connects)))
     else:
-        raise SystemExit(f"unknown mode {argv[0]!r}; use serve or ping")
+        raise SystemExit(f"unknown mode {argv[0]!r}; use serve, ping, blob or fetch")
 
 
 if __name__ == "__main__":
