@@ -333,3 +333,47 @@ def test_bad_input_is_named() -> None:
 
 def test_remove_is_safe_when_never_installed(tmp_path: Path) -> None:
     assert sidecar.remove(tmp_path / "nothing") == {"changed": False, "removed": {}}
+
+
+BAD_STATE = Path("/run/kmtestbad-sc")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("peer_sidecar_balance", "source", "peer_sidecar_balance"),
+        ("peer_sidecar_outbound_port", "70000", "is not a TCP port"),
+        ("peer_sidecar_stats_port", "15001", "must be three different ports"),
+        ("peer_sidecar_timeout_idle", "5min", "is not an HAProxy time"),
+        ("peer_sidecar_uid", "0", "not root's"),
+        # uid 1 is Debian's `daemon`: never taken over.
+        ("peer_sidecar_uid", "1", "uid 1 is not free: user daemon has it"),
+        ("peer_sidecar_state_dir", "/run/kmtestbad-none", "lab.json is missing"),
+    ],
+)
+def test_bad_role_variable_is_named_and_nothing_is_meshed(
+    variable: str, value: str, message: str
+) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    BAD_STATE.mkdir()
+    try:
+        (BAD_STATE / "lab.json").write_text('{"pods": {}}\n')
+        proc = subprocess.run(
+            [
+                str(repo / ".venv/bin/ansible-playbook"),
+                "playbooks/peer_sidecar.yml",
+                "-e",
+                f"lab_state_dir={BAD_STATE}",
+                "-e",
+                f"{variable}={value}",
+            ],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode != 0
+        assert message in proc.stdout, proc.stdout[-3000:]
+        assert sorted(p.name for p in BAD_STATE.iterdir()) == ["lab.json"]
+    finally:
+        shutil.rmtree(BAD_STATE)
