@@ -25,6 +25,7 @@ lint:
 	$(VENV)/ruff format --check .
 	$(VENV)/ansible-lint --profile production
 	$(PLAYBOOK) --syntax-check site.yml playbooks/teardown.yml
+	$(PLAYBOOK) -i inventories/kind --syntax-check playbooks/cluster.yml playbooks/cluster_down.yml playbooks/cluster_render.yml
 
 unit:
 	$(VENV)/pytest -q tests/unit
