@@ -296,3 +296,26 @@ def test_bad_variable_fails_naming_it(tmp_path: Path, extra: list[str], named: s
     assert proc.returncode != 0
     assert named in proc.stdout + proc.stderr
     assert not (tmp_path / "cache").exists()  # failed before creating anything
+
+
+@needs_ansible
+def test_role_syntax_check_covers_the_off_by_default_tasks(tmp_path: Path) -> None:
+    """install/boot_default/reboot are statically imported, so a syntax check parses them
+    (they are off by default and not run here: no GRUB on this host, and it is shared)."""
+    play = tmp_path / "play.yml"
+    play.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.import_role:\n        name: kernel_build\n"
+    )
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"))
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", "--syntax-check", str(play)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tasks = (ROLE / "tasks/main.yml").read_text()
+    for name in ("install", "boot_default", "reboot"):
+        assert f"import_tasks: {name}.yml" in tasks
