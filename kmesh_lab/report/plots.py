@@ -9,7 +9,8 @@ when this was): ``params.data_plane`` names the data plane; ``params.connections
 summary keys ``p50_ms``/``p90_ms``/``p99_ms`` (latency vs connections; ``params.keepalive``
 false = new connections, a series of its own); ``params.qps`` with
 ``total_cpu_pct_node``, ``cpu_pct_node`` or ``cpu_pct_core`` (CPU vs QPS); for the flood
-suite ``params.rps`` and per-sample ``p50_ms``, ``mean_ms`` or ``avg_ms`` (box plots).
+suite ``params.rps`` (``params.block`` when not "base"; ``params.kind`` "throughput" records
+are left out) and per-sample ``p50_ms``, ``mean_ms`` or ``avg_ms`` (box plots).
 """
 
 from __future__ import annotations
@@ -274,9 +275,14 @@ def flood_boxes(run: Run, _pub: Published) -> Plot | None:
             for k in ("p50_ms", "mean_ms", "avg_ms")
             if k in s
         ][: len(r.get("samples", []))]
-        if plane and vals:
-            rps = r.get("params", {}).get("rps")
-            groups[f"{plane}\n{rps} rps" if rps else plane] = vals
+        params = r.get("params", {})
+        if plane and vals and params.get("kind") != "throughput":
+            rps = params.get("rps")
+            # the flood measures iptables in each block (beside kmesh_node, then _accel)
+            block = params.get("block", "base")
+            label = plane if block == "base" else f"{plane} ({block})"
+            label += ", keepalive" if params.get("keepalive") else ""
+            groups[f"{label}\n{rps} rps" if rps else label] = vals
     if not groups:
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
