@@ -30,6 +30,10 @@ import threading
 import time
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def _echo(conn: socket.socket) -> None:
     with conn:
         while data := conn.recv(65536):
@@ -37,7 +41,7 @@ def _echo(conn: socket.socket) -> None:
 
 
 def serve(host: str, port: int) -> None:
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv = socket.socket(_family(host), socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((host, port))
     srv.listen(1024)
@@ -81,7 +85,7 @@ def ping(host: str, port: int, rounds: int, size: int, connects: int) -> dict:
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host_, port_ = sock.getpeername()[:2]
-        peer = f"{host_}:{port_}"
+        peer = f"[{host_}]:{port_}" if ":" in host_ else f"{host_}:{port_}"
         for _ in range(rounds):
             start = time.perf_counter()
             sock.sendall(payload)
@@ -108,7 +112,7 @@ def blob(host: str, port: int, size: int) -> None:
     data = os.urandom(size)
     with tempfile.TemporaryFile() as f:
         f.write(data)
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv = socket.socket(_family(host), socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind((host, port))
         srv.listen(64)

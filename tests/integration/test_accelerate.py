@@ -40,6 +40,7 @@ pytestmark = pytest.mark.root
 
 PINGPONG = Path(__file__).with_name("kmnode_pingpong.py")
 CLIENT_IP, SERVER_IP = "10.244.200.1", "10.244.200.2"
+CLIENT_IP6, SERVER_IP6, VIP6 = "fd00:244:200::1", "fd00:244:200::2", "fd00:96:200::1"
 VIP, VIP_PORT, SERVER_PORT = "10.96.200.1", 80, 7000
 ROUNDS, SIZE, CONNECTS = 2000, 64, 20
 
@@ -96,8 +97,12 @@ def make_pair() -> Iterator[Pair]:
             _sh("ip", "-n", ns, "link", "set", "lo", "up")
         _sh("ip", "-n", pair.client, "link", "add", "vc", "type", "veth", "peer", "name", "vs")
         _sh("ip", "-n", pair.client, "link", "set", "vs", "netns", pair.server)
-        for ns, dev, addr in ((pair.client, "vc", CLIENT_IP), (pair.server, "vs", SERVER_IP)):
+        for ns, dev, addr, addr6 in (
+            (pair.client, "vc", CLIENT_IP, CLIENT_IP6),
+            (pair.server, "vs", SERVER_IP, SERVER_IP6),
+        ):
             _sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            _sh("ip", "-n", ns, "addr", "add", f"{addr6}/64", "dev", dev, "nodad")
             _sh("ip", "-n", ns, "link", "set", dev, "up")
         pair.cgroup.mkdir()
         yield pair
@@ -116,8 +121,8 @@ def pair() -> Iterator[Pair]:
 
 
 @contextlib.contextmanager
-def echo_server(pair: Pair) -> Iterator[None]:
-    argv = [sys.executable, str(PINGPONG), "serve", SERVER_IP, str(SERVER_PORT)]
+def echo_server(pair: Pair, address: str = SERVER_IP) -> Iterator[None]:
+    argv = [sys.executable, str(PINGPONG), "serve", address, str(SERVER_PORT)]
     proc = subprocess.Popen(pair.wrap(pair.server, argv), stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -129,13 +134,14 @@ def echo_server(pair: Pair) -> Iterator[None]:
         proc.wait(timeout=10)
 
 
-def ping(pair: Pair) -> dict[str, Any]:
-    argv = [sys.executable, str(PINGPONG), "ping", VIP, str(VIP_PORT)]
+def ping(pair: Pair, vip: str = VIP, server: str = SERVER_IP) -> dict[str, Any]:
+    argv = [sys.executable, str(PINGPONG), "ping", vip, str(VIP_PORT)]
     argv += [str(ROUNDS), str(SIZE), str(CONNECTS)]
     res = subprocess.run(pair.wrap(pair.client, argv), capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout)
-    assert out["peer"] == f"{SERVER_IP}:{SERVER_PORT}", out  # connect4 did its part
+    want = f"[{server}]:{SERVER_PORT}" if ":" in server else f"{server}:{SERVER_PORT}"
+    assert out["peer"] == want, out  # connect4/connect6 did their part
     assert out["intact"], "an echo came back different"
     return out
 
@@ -268,6 +274,38 @@ def test_sockhash_holds_both_ends_under_their_tuples(pair: Pair) -> None:
                 holder.kill()
                 holder.wait()
         assert wait_sockhash_empty(pair.bpffs) == 0
+
+
+def test_ipv6_pods_are_redirected_too(pair: Pair) -> None:
+    """An IPv6 ClusterIP (connect6) to an IPv6 pod: the same redirect, the payload off the
+    veth."""
+    eps = (Endpoint(SERVER_IP6, SERVER_PORT),)
+    svc6 = LbService("default/echo6", LbPolicy.RANDOM, {Frontend(VIP6, VIP_PORT): eps})
+    with (
+        echo_server(pair, SERVER_IP6),
+        Datapath.open(str(pair.bpffs), str(pair.cgroup), accelerate=True) as dp,
+    ):
+        dp.upsert(svc6)
+        before, before_veth = dp.counters()["accel_redirect"], pair.veth_bytes()
+        out = ping(pair, VIP6, SERVER_IP6)
+        veth = pair.veth_bytes() - before_veth
+        assert dp.counters()["accel_redirect"] - before >= 2 * ROUNDS
+        assert veth < out["payload_bytes"] / 10, (veth, out["payload_bytes"])
+
+
+def test_dual_stack_listener_finds_its_ipv4_client(pair: Pair) -> None:
+    """A server listening on [::] holds IPv4 clients as IPv4-mapped IPv6 sockets; the key
+    folds both to the IPv4 form, so the redirect still finds the peer."""
+    with (
+        echo_server(pair, "::"),
+        Datapath.open(str(pair.bpffs), str(pair.cgroup), accelerate=True) as dp,
+    ):
+        dp.upsert(service())
+        before, before_veth = dp.counters()["accel_redirect"], pair.veth_bytes()
+        out = ping(pair)
+        veth = pair.veth_bytes() - before_veth
+        assert dp.counters()["accel_redirect"] - before >= 2 * ROUNDS
+        assert veth < out["payload_bytes"] / 10, (veth, out["payload_bytes"])
 
 
 BLOB_BYTES = 3_000_000
