@@ -1,7 +1,7 @@
-"""Run a command in a pod of a Kubernetes backend (kind, vm) through `kubectl exec`.
+"""Run a command in a pod of the Kubernetes backend (kind) through `kubectl exec`.
 
     python -m kmesh_lab.kubeexec POD -- CMD [ARGS...]     (tools/podexec.sh dispatches here
-                                                           when KMESH_LAB_BACKEND != netns)
+                                                           when KMESH_LAB_BACKEND=kind)
 
 POD is a pod name or TYPE/NAME (e.g. deploy/fortio-client); [NAMESPACE:]POD picks the
 namespace, else $KMESH_LAB_NAMESPACE, else "lab-client". $KMESH_LAB_KUBECONFIG (or
@@ -90,7 +90,7 @@ def main(argv: list[str], env: dict[str, str] | None = None) -> int:
             print(f"kubeexec fortio shim: {exc}", file=sys.stderr)
             return 2
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: podexec.sh POD -- CMD [ARGS...]  (Kubernetes backends)", file=sys.stderr)
+        print("usage: podexec.sh POD -- CMD [ARGS...]  (kind backend)", file=sys.stderr)
         return 2
     pod, cmd = argv[0], argv[2:]
     try:
