@@ -252,6 +252,67 @@ FIGURES: dict[str, Source] = {
     "latency.istio_benchmark.ztunnel_memory": NoCounterpart(
         "no ztunnel (Istio ambient) data plane in the lab", suite="suite_latency"
     ),
+    # ---- flood (seed 003): suite_flood; the thesis' 50 pods x 500 services is the full
+    # profile's "thesis" stage, its Calico (iptables) the iptables plane, keepalive = k6's.
+    "flood.setup.iptables_entries": Metric("suite_flood", "thesis.setup", "iptables_entries"),
+    "flood.setup.iptables_overhead_minutes": Metric("suite_flood", "thesis.setup", "apply_s", "s"),
+    "flood.setup.flooder_sweet_spot": Param("suite_flood", "thesis.setup", "pods", label="pods"),
+    "flood.latency.calico_range": Metric(
+        "suite_flood", "thesis.base.iptables.rps=200.ka=on", "p50_ms", "ms"
+    ),
+    "flood.setup.cluster_size": NoCounterpart(
+        "the lab is one host (pods are network namespaces), not a 3-node cluster",
+        suite="suite_flood",
+    ),
+    "flood.setup.flooder_first": NoCounterpart(
+        "the lab floods with the thesis' later 50 pods x 500 services (flooder_sweet_spot), "
+        "not the first 250 x 250",
+        suite="suite_flood",
+    ),
+    "flood.setup.kube_proxy_restore_minutes": NoCounterpart(
+        "for the 250 x 250 flood the lab does not run; the 50 x 500 flood's one restore is "
+        "timed (iptables_overhead_minutes)",
+        suite="suite_flood",
+    ),
+    "flood.setup.kube_proxy_restore_cpu": NoCounterpart(
+        "no kube-proxy process runs: the lab applies its rules in one iptables-restore "
+        "(timed in <stage>.setup apply_s), it does not resync them",
+        suite="suite_flood",
+    ),
+    "flood.setup.nginx_vs_httpbin": NoCounterpart(
+        "the lab's server pods run nginx only (the thesis' later setup)", suite="suite_flood"
+    ),
+    "flood.setup.request_rates": NoCounterpart(
+        "a setting: the lab runs the same 200/1000/1500 rps (params.rps of the latency records)",
+        suite="suite_flood",
+    ),
+    "flood.setup.request_timeout": NoCounterpart(
+        "a setting: the lab's load has the same 2 s per-request timeout (params.timeout)",
+        suite="suite_flood",
+    ),
+    "flood.setup.test_pairs": NoCounterpart(
+        "a setting: the lab interleaves 5 (quick) to 10 (full) A/B pairs per rate "
+        "(expected_samples of each record)",
+        suite="suite_flood",
+    ),
+    "flood.latency.merbridge_range": NoCounterpart(
+        "no Istio sidecar + Merbridge plane; the nearest is kmesh_node_accel (sockmap between "
+        "pods), in the <stage>.accel.* records",
+        suite="suite_flood",
+    ),
+    "flood.latency.no_improvement": NoCounterpart(
+        "a statement; the lab's answer is computed per rate in <stage>.compare.* records "
+        "(Mann-Whitney U and a bootstrap CI: 'exceeds noise' or 'within noise')",
+        suite="suite_flood",
+    ),
+    "flood.cpu.merbridge_max_cpu_range": NoCounterpart(
+        "no Merbridge plane; max node CPU of kmesh_node_accel is in <stage>.accel.* records",
+        suite="suite_flood",
+    ),
+    "flood.cpu.paired_no_clear_difference": NoCounterpart(
+        "a statement; the lab's answer is <stage>.compare.*.max_node_cpu_pct (same test)",
+        suite="suite_flood",
+    ),
 }
 
 PREFIXES: dict[str, Source] = {
