@@ -18,10 +18,13 @@ Negative tests: malformed documents and bad variables give errors that name the 
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -252,8 +255,6 @@ def test_roles_agree_on_namespaces_and_ranges():
     assert sorted(v["kmesh_upstream_namespaces"]) == sorted(
         [v["cluster_workloads_client_namespace"], v["cluster_workloads_server_namespace"]]
     )
-    import ipaddress
-
     bulk = ipaddress.ip_network(v["cluster_workloads_bulk_cidr"])
     assert bulk.subnet_of(ipaddress.ip_network(v["kind_cluster_service_cidr"]))
     # kind's kube-dns (10th address of the service range) is not a bulk service address.
@@ -413,11 +414,23 @@ def test_ansible_renders_the_same_and_fails_early_here(tmp_path):
     }
     real, check = tmp_path / "real", tmp_path / "check"
     extra = tmp_path / "extra.json"
-    extra.write_text(json.dumps({**options, "lab_state_dir": str(real)}))
+    extra.write_text(
+        json.dumps(
+            {**options, "lab_state_dir": str(real), "kind_cluster_config_dir": str(real / "kind")}
+        )
+    )
     runs = {
         "render": _ansible(["playbooks/cluster_render.yml", "-e", f"@{extra}"], tmp_path),
         "check": _ansible(
-            ["--check", "playbooks/cluster_render.yml", "-e", f"lab_state_dir={check}"], tmp_path
+            [
+                "--check",
+                "playbooks/cluster_render.yml",
+                "-e",
+                f"lab_state_dir={check}",
+                "-e",
+                f"kind_cluster_config_dir={check}/kind",
+            ],
+            tmp_path,
         ),
         "bad_choice": _ansible(
             ["playbooks/cluster.yml", "-e", "kind_cluster_kube_proxy_mode=ipvs-please"], tmp_path
@@ -487,3 +500,44 @@ def test_bulk_batch_files_are_rewritten_only_when_they_change(tmp_path):
         "batch-00002.yaml",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batch-00000.yaml"]
+
+
+# ----------------------------------------------------------------------------- agent image
+def test_agent_image_has_what_the_agent_imports():
+    """deploy/kmesh-node/Containerfile: the same pinned Python deps as requirements.txt, a
+    package for every third-party module kmesh_node imports, and the build context
+    (.dockerignore) keeps what it copies."""
+    containerfile = (ROOT / "deploy/kmesh-node/Containerfile").read_text()
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    image_pins = dict(re.findall(r"([A-Za-z0-9_.-]+)==([0-9][^\s\\]*)", containerfile))
+    assert image_pins, "the Containerfile pins its pip packages"
+    for name, version in image_pins.items():
+        assert pins.get(name) == version, (
+            f"{name}: image {version}, requirements.txt {pins.get(name)}"
+        )
+    imported = set()
+    for path in (ROOT / "kmesh_node").rglob("*.py"):
+        imported |= set(re.findall(r"^\s*(?:from|import) ([a-z_]+)", path.read_text(), re.M))
+    provided = {
+        "bcc": "python3-bpfcc",
+        "yaml": "python3-yaml",
+        "psutil": "python3-psutil",
+        "kubernetes": "kubernetes==",
+        "prometheus_client": "prometheus-client==",
+        "inotify_simple": "inotify_simple==",
+    }
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "kmesh_node"}
+    assert third_party <= set(provided), (
+        f"not installed in the image: {third_party - set(provided)}"
+    )
+    for module in third_party:
+        assert provided[module] in containerfile, module
+    copied = re.findall(r"^COPY (\S+)/ ", containerfile, re.M)
+    assert sorted(copied) == ["bpf", "kmesh_node"]
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    for path in copied:
+        assert f"!{path}/" in ignore
