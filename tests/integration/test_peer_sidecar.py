@@ -319,6 +319,23 @@ def test_service_change_reloads_without_dropping_and_remove_leaves_nothing() -> 
         assert mini.get(f"http://{address}/", 1)[0]["peer"] != capture.INBOUND_SOURCE
 
 
+def test_only_listed_pods_are_meshed_and_dropped_pods_are_unmeshed() -> None:
+    with mini_lab() as mini:
+        _write(mini, 1)
+        some = mini.cli("apply", "--pods", "client-0,server-0")
+        assert sorted(some["pods"]) == ["client-0", "server-0"]
+        assert "ISTIO_" not in mini.save("server-1")
+        fewer = mini.cli("apply", "--pods", "client-0")
+        assert fewer["changed"] is True and sorted(fewer["unmeshed"]) == ["server-0"]
+        assert not lab.alive(some["pods"]["server-0"]["pid"])
+        assert "ISTIO_" not in mini.save("server-0")
+        assert fewer["pods"]["client-0"]["pid"] == some["pods"]["client-0"]["pid"]
+        # The client still reaches the service: its sidecar goes straight to the app.
+        answers = mini.get(f"http://{services.vip(0)}/", 4)
+        assert [a["status"] for a in answers] == [200] * 4
+        assert all(a["peer"] == "10.251.9.2" for a in answers), answers
+
+
 def test_bad_input_is_named() -> None:
     with mini_lab() as mini:
         _write(mini, 1)
