@@ -1,7 +1,7 @@
 """The latency suite's runner (seed 004): prepare, one block of loads, cleanup.
 
     python -m kmesh_lab.latency prepare LAB-OPTIONS --client POD --count N --start I
-        [--endpoints K] [--planes P,...]
+        [--endpoints K] [--planes P,...] [--on-missing fail|skip] RECORD-OPTIONS
     python -m kmesh_lab.latency block --block JSON LAB-OPTIONS --client POD --raw-dir D
         RECORD-OPTIONS
     python -m kmesh_lab.latency cleanup LAB-OPTIONS --client POD
@@ -13,7 +13,12 @@ LAB-OPTIONS are kmesh_lab.dataplane's (--state-dir --services-dir --agent-dir --
 lab's server pods) into the suite's OWN directory (--services-dir, never watched by the
 agent), tunes the client pod for many short connections (tcp_tw_reuse=1 and a wide
 ip_local_port_range in its namespace; the old values are kept to be put back) and says
-which planes lack a prerequisite. `block` (one block of kmesh_lab.latencyplan) puts the lab
+which planes lack a prerequisite (dataplane.prerequisite_missing): with --on-missing fail
+it stops before anything is measured (exit 3, naming what is missing and the fix), with
+skip it records `missing.<plane>` (no samples, params.missing = the reason) and leaves the
+plane out of the planes it prints. It also withdraws suite files an interrupted run left in
+the agent's directory and prints the agent's own service count (the cleanup's baseline).
+`block` (one block of kmesh_lab.latencyplan) puts the lab
 into the block's plane (kmesh_lab.dataplane.select) and runs its loads from the client pod
 through tools/fortio.sh against the first service (its VIP, or for pod_ip its endpoint),
 recording each as soon as it is measured; a scenario that already has this repetition (a
@@ -26,6 +31,7 @@ Figures of one load (windows of wall time W on a node of N CPUs):
     p50_ms, p90_ms, p99_ms, qps, errors   the load generator's (kmesh_lab.loadgen)
     client_cpu_pct_*, server_cpu_pct_*    cgroup v2 usage_usec of the client / server pods
     proxy_cpu_pct_*                       utime+stime of the sidecar's proxy processes
+    proxy_cpu_max_pct_core, proxy_rss_max_bytes   the busiest single sidecar (Istio's view)
     app_cpu_pct_*                         client + server pods minus proxies inside them
     total_cpu_pct_*                       app + proxies: everything the request path costs
     ebpf_cpu_pct_*  (CPU loads only)      run time of the agent's programs (kmesh-node top)
@@ -42,7 +48,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +129,7 @@ class Snapshot:
     monotonic: float
     groups: dict[str, int]  # pod -> cgroup v2 usage_usec
     procs: dict[int, float]  # proxy PID -> utime+stime seconds
+    rss: dict[int, int] = field(default_factory=dict)  # proxy PID -> VmRSS bytes
 
 
 def pod_groups(state: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -134,15 +141,18 @@ def snapshot(
     layout: cgroups.Layout, groups: dict[str, tuple[str, str]], pids: list[int]
 ) -> Snapshot:
     procs: dict[int, float] = {}
+    rss: dict[int, int] = {}
     for pid in pids:
         try:
-            procs[pid] = procstat.read(pid).cpu_s
+            read = procstat.read(pid)
         except procstat.ProcError:
             continue  # a proxy worker that exited; its CPU until then is lost
+        procs[pid], rss[pid] = read.cpu_s, read.rss_bytes
     return Snapshot(
         time.monotonic(),
         {pod: cgroups.usage_usec(layout, grp) for pod, (_r, grp) in groups.items()},
         procs,
+        rss,
     )
 
 
@@ -164,9 +174,11 @@ def cpu_figures(
     groups: dict[str, tuple[str, str]],
     proxy_groups: dict[int, str | None],
     ncpu: int,
+    proxy_pods: dict[int, str] | None = None,
 ) -> dict[str, float]:
     """CPU of the client pods, server pods and proxies between two snapshots (see the
-    module doc). `proxy_groups` maps a proxy PID to its cgroup (relative path)."""
+    module doc). `proxy_groups` maps a proxy PID to its cgroup (relative path),
+    `proxy_pods` to the pod whose sidecar it is (for the busiest single sidecar)."""
     wall = b.monotonic - a.monotonic
     if wall <= 0:
         raise SuiteError("the CPU window has no length: the clock did not advance")
@@ -179,11 +191,14 @@ def cpu_figures(
     pod_cgroups = {grp for _r, grp in groups.values()}
     proxy_s = 0.0
     inside_s = 0.0
+    per_pod: dict[str, float] = {}
     for pid, cpu in b.procs.items():
         if pid not in a.procs:
             continue
         used = max(0.0, cpu - a.procs[pid])
         proxy_s += used
+        pod = (proxy_pods or {}).get(pid, str(pid))
+        per_pod[pod] = per_pod.get(pod, 0.0) + used
         grp = proxy_groups.get(pid)
         if grp is not None and any(grp == g or grp.startswith(g + "/") for g in pod_cgroups):
             inside_s += used
@@ -195,6 +210,16 @@ def cpu_figures(
         "app_cpu_pct_core": max(0.0, core_usec(client + server) - inside_s / wall * 100.0),
     }
     out["total_cpu_pct_core"] = out["app_cpu_pct_core"] + out["proxy_cpu_pct_core"]
+    if per_pod:
+        # one sidecar's cost, as Istio's benchmark reports it (vCPU of the busiest proxy)
+        out["proxy_cpu_max_pct_core"] = max(per_pod.values()) / wall * 100.0
+    if b.rss:
+        rss_pod: dict[str, int] = {}
+        for pid, rss in b.rss.items():
+            pod = (proxy_pods or {}).get(pid, str(pid))
+            rss_pod[pod] = rss_pod.get(pod, 0) + rss
+        out["proxy_rss_bytes"] = float(sum(rss_pod.values()))
+        out["proxy_rss_max_bytes"] = float(max(rss_pod.values()))
     for key in list(out):
         if key.endswith("_pct_core"):
             out[key.replace("_pct_core", "_pct_node")] = out[key] / ncpu
@@ -221,6 +246,7 @@ def run_load(
     url: str,
     out: Path,
     proxies: list[int],
+    pods_of: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """One load with its CPU window; for CPU loads also the agent's eBPF run time."""
     layout = cgroups.detect()
@@ -267,7 +293,7 @@ def run_load(
         )
     sample = load.to_sample()
     sample["error_pct"] = load.errors / max(1, load.count + load.errors) * 100.0
-    sample.update(cpu_figures(a, b, groups, proxy_groups, ncpu))
+    sample.update(cpu_figures(a, b, groups, proxy_groups, ncpu, pods_of))
     if ebpf is not None:
         sample["ebpf_cpu_pct_core"] = ebpf["bpf_cpu_pct_core"]
         sample["ebpf_cpu_pct_node"] = ebpf["bpf_cpu_pct_node"]
@@ -386,6 +412,14 @@ def proxy_pids(sidecar: dict[str, Any]) -> list[int]:
     return sorted({int(p) for p in pids})
 
 
+def proxy_pods(sidecar: dict[str, Any]) -> dict[int, str]:
+    """PID -> the pod whose sidecar it is (master and workers), when the description says."""
+    pids = sidecar.get("pids") or {}
+    if not isinstance(pids, dict):
+        return {}
+    return {int(p): pod for pod, v in pids.items() for p in (v if isinstance(v, list) else [v])}
+
+
 def do_prepare(args: argparse.Namespace) -> dict[str, Any]:
     lab_ = _lab(args)
     state = lab_.state()
@@ -471,7 +505,7 @@ def do_block(args: argparse.Namespace) -> dict[str, Any]:
     points: list[dict[str, Any]] = []
     for m in pending:
         file = raw / f"{m['scenario']}.rep{rep}.json"
-        sample = run_load(args, state, m, url, file, proxies)
+        sample = run_load(args, state, m, url, file, proxies, proxy_pods(st["sidecar"]))
         sample.update(
             {
                 "repetition": rep,

@@ -37,6 +37,25 @@ def test_cpu_split_subtracts_proxies_inside_the_pods() -> None:
     assert out["cpu_window_s"] == pytest.approx(2.0)
 
 
+def test_busiest_sidecar_and_its_memory() -> None:
+    a = latency.Snapshot(0.0, dict.fromkeys(GROUPS, 0), {1: 0.0, 2: 0.0, 3: 0.0})
+    b = latency.Snapshot(
+        1.0,
+        dict.fromkeys(GROUPS, 900_000),
+        {1: 0.1, 2: 0.2, 3: 0.25},
+        {1: 10 * 2**20, 2: 20 * 2**20, 3: 5 * 2**20},
+    )
+    pods = {1: "client-0", 2: "client-0", 3: "server-0"}  # master + worker, one worker
+    out = latency.cpu_figures(a, b, GROUPS, {}, 2, pods)
+    assert out["proxy_cpu_pct_core"] == pytest.approx(55.0)
+    assert out["proxy_cpu_max_pct_core"] == pytest.approx(30.0)
+    assert out["proxy_rss_max_bytes"] == 30 * 2**20
+    assert out["proxy_rss_bytes"] == 35 * 2**20
+    sidecar = {"pids": {"client-0": [1, 2], "server-0": [3]}}
+    assert latency.proxy_pods(sidecar) == pods
+    assert latency.proxy_pods({"pids": [1, 2]}) == {}
+
+
 def test_cpu_split_ignores_a_proxy_that_appeared_or_went() -> None:
     a = snap(0.0, (0, 0, 0), {100: 1.0})
     b = snap(1.0, (100_000, 0, 0), {300: 9.0})
