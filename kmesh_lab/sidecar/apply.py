@@ -247,6 +247,9 @@ def apply(
     state_dir = Path(state_dir)
     lab_state = lab.load_state(state_dir)
     pods = _pods(lab_state, wanted_pods)
+    # One spelling of the binary (the role passes a path, the suites a name): the daemon
+    # restarts a process whose argv changed, and a restart would drop connections.
+    binary = shutil.which(binary) or binary
     version = haproxy_version(binary)
     loaded = routes.load(Path(manifests_dir))
     previous = read_state(state_dir)
@@ -304,7 +307,7 @@ def apply(
         "plane": PLANE,
         "proxy": haproxy.PROXY_NAME,
         "version": version,
-        "binary": shutil.which(binary) or binary,
+        "binary": binary,
         "user": user,
         "uid": cfg.proxy_uid,
         "gid": cfg.proxy_gid,
