@@ -11,7 +11,8 @@ defaults, for each backend option combination - and every document is validated:
   hand-written JSON schemas of tests/unit/cluster_schemas.py (written from upstream's
   documented fields; see that module).
 
-The Python renderer mirrors Ansible's template module (trim_blocks, strict undefined);
+The Python renderer mirrors Ansible's template module (trim_blocks, strict undefined, core
+filters and tests);
 test_ansible_renders_the_same proves it by rendering through playbooks/cluster_render.yml.
 Negative tests: malformed documents and bad variables give errors that name the problem.
 """
@@ -33,6 +34,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from ansible.plugins.filter.core import FilterModule as AnsibleFilters
+from ansible.plugins.test.core import TestModule as AnsibleTests
 
 from kmesh_lab import cluster_services, services
 from tests.unit import cluster_schemas
@@ -62,10 +65,17 @@ LAB_VARS = {
 
 # ----------------------------------------------------------------------------- rendering
 def _env() -> jinja2.Environment:
-    # Ansible's template module: trim_blocks on, lstrip_blocks off, undefined is an error.
-    return jinja2.Environment(
+    # Ansible's template module: trim_blocks on, lstrip_blocks off, undefined is an error,
+    # and ansible's core filters and tests (bool, to_json, match, ...).
+    env = jinja2.Environment(
         trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
+    # (jinja's own `default` is kept: ansible's expects its templar's undefined type)
+    env.filters.update(
+        {k: f for k, f in AnsibleFilters().filters().items() if k not in ("default", "d")}
+    )
+    env.tests.update(AnsibleTests().tests())
+    return env
 
 
 def role_vars(*roles: str, **overrides: Any) -> dict[str, Any]:
@@ -274,10 +284,14 @@ def test_bulk_service_batches_validate():
 
 # ----------------------------------------------------------------------------- kmesh_node
 @pytest.mark.parametrize(
-    ("apiserver", "loops", "lb"),
-    list(itertools.product(["", "kmesh-lab-control-plane"], [0, 65535], ["random", "round_robin"])),
+    ("apiserver", "loops", "lb", "accelerate"),
+    list(
+        itertools.product(
+            ["", "kmesh-lab-control-plane"], [0, 65535], ["random", "round_robin"], [False, True]
+        )
+    ),
 )
-def test_kmesh_node_daemonset(apiserver, loops, lb):
+def test_kmesh_node_daemonset(apiserver, loops, lb, accelerate):
     docs = validate_all(
         render(
             "kmesh_node",
@@ -285,6 +299,7 @@ def test_kmesh_node_daemonset(apiserver, loops, lb):
             kmesh_node_apiserver_host=apiserver,
             kmesh_node_stress_loops=loops,
             kmesh_node_lb=lb,
+            kmesh_node_accelerate=accelerate,
         )
     )
     assert sorted(d["kind"] for d in docs) == sorted(
@@ -303,6 +318,7 @@ def test_kmesh_node_daemonset(apiserver, loops, lb):
     assert args[:3] == ["run", "--source", "kubernetes"]
     assert args[args.index("--lb") + 1] == lb
     assert args[args.index("--stress-loops") + 1] == str(loops)
+    assert ("--accelerate" in args) == accelerate
     port = agent["ports"][0]["containerPort"]
     assert port == 15020
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
@@ -367,7 +383,7 @@ def test_unknown_field_in_custom_resource_is_rejected():
 def test_missing_variable_is_named():
     with pytest.raises(jinja2.UndefinedError, match="kmesh_node_namespace"):
         text = (ROOT / "roles/kmesh_node/templates/daemonset.yaml.j2").read_text()
-        v = role_vars("kmesh_node")
+        v = role_vars(*CLUSTER_ROLES)
         del v["kmesh_node_namespace"]
         _env().from_string(text).render(v)
 
