@@ -7,10 +7,10 @@ kube-proxy's rules for them. Pods and services follow the lab's conventions.
   pods; only the measured target is served by nginx, on the lab's server pods). They take
   the highest addresses of the pod CIDR, so they never collide with the lab's own pods, and
   are listed in STATE/flood/pods.json (not in lab.json, which netns_lab owns).
-- Flood services are Service + EndpointSlice manifests. kube-proxy's view (every flood
-  service and both targets) is STATE/flood/manifests/flood.yaml; the agent's view (every
-  flood service and the kmesh target, never the iptables target) is the suite's file in the
-  agent's watched directory.
+- Flood services are Service + EndpointSlice manifests. The agent's view (every flood
+  service and the kmesh target, never the iptables target) is the suite's file in the
+  agent's watched directory; kube-proxy's view (every flood service and both targets) is
+  STATE/flood/manifests/: a copy of that file plus target-ipt.yaml.
 """
 
 from __future__ import annotations
@@ -175,8 +175,13 @@ def write_services(
     docs = flood_docs(stage, pod_addresses_)
     km = _service_docs(tg["kmesh_node"]["name"], tg["kmesh_node"]["vip"], servers)
     ipt = _service_docs(tg["iptables"]["name"], tg["iptables"]["vip"], servers)
-    services.write(kube_manifests_dir(state_dir), "flood", [*docs, *km, *ipt])
-    services.write(manifests_dir, AGENT_FILE, [*docs, *km])
+    # rendered once: kube-proxy's directory gets a copy of the agent's file plus the
+    # iptables target in a file of its own (YAML of 20,000 objects takes seconds to dump)
+    agent_file = services.write(manifests_dir, AGENT_FILE, [*docs, *km])
+    kube_dir = kube_manifests_dir(state_dir)
+    kube_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(agent_file, kube_dir / "flood.yaml")
+    services.write(kube_dir, "target-ipt", ipt)
     return {
         "targets": tg,
         "agent_file_services": stage.services + 1,

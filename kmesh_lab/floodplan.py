@@ -62,6 +62,7 @@ class Stage:
     blocks: tuple[str, ...] = ("base",)
     first_index: int = 60000  # service index of flood-00000 (its VIP follows)
     target_position: str = "middle"  # where the targets sort in KUBE-SERVICES: middle | last
+    connects: int = 300  # timed connect()s per plane and repetition (0 = none)
 
     def kube_nat_rules(self) -> int:
         """NAT rules kube-proxy's render holds for this stage (5 base + 3N+2 per service with
@@ -84,7 +85,7 @@ class Run:
     order: int  # position within its repetition (0-based)
     rate: int | None = None
     keepalive: bool = False
-    kind: str = "latency"  # "latency" | "throughput"
+    kind: str = "latency"  # "latency" | "throughput" | "connect"
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,8 +108,8 @@ def scenario_name(
 ) -> str:
     """`<stage>.<block>.<plane>.throughput` or `<stage>.<block>.<plane>.rps=R.ka=on|off`:
     the iptables plane is measured in each block, beside the plane it is paired with."""
-    if kind == "throughput":
-        return f"{stage}.{block}.{plane}.throughput"
+    if kind in ("throughput", "connect"):
+        return f"{stage}.{block}.{plane}.{kind}"
     return f"{stage}.{block}.{plane}.rps={rate}.ka={'on' if keepalive else 'off'}"
 
 
@@ -176,6 +177,7 @@ def stage_from(name: str, raw: Mapping[str, Any]) -> Stage:
         blocks=blocks,
         first_index=int(raw.get("first_index", 60000)),
         target_position=position,
+        connects=int(raw.get("connects", 300)),
     )
 
 
@@ -205,6 +207,10 @@ def schedule(stage: Stage, block: str) -> list[list[Run]]:
             extra = MECHANISM_PLANES if block == "base" else ()
             for plane in rotate([*planes, *extra], rep - 1):
                 runs.append(Run(stage.name, block, plane, rep, len(runs), kind="throughput"))
+        if stage.connects > 0:
+            extra = MECHANISM_PLANES if block == "base" else ()
+            for plane in rotate([*planes, *extra], rep - 1):
+                runs.append(Run(stage.name, block, plane, rep, len(runs), kind="connect"))
         reps.append(runs)
     return reps
 

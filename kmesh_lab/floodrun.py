@@ -292,6 +292,8 @@ def measure(args: argparse.Namespace, stage: floodplan.Stage, run: dict[str, Any
     else:
         target = setup["targets"][plane]
         url = f"http://{target['vip']}:{target['port']}/"
+    if run["kind"] == "connect":
+        return _connects(args, stage, run, state, url, hooks, agent)
     if run["kind"] == "throughput":
         seconds = stage.throughput_s
         load = ["-c", str(stage.throughput_connections), "-qps", "0", "-keepalive=false"]
@@ -317,6 +319,8 @@ def measure(args: argparse.Namespace, stage: floodplan.Stage, run: dict[str, Any
             "mean_node_cpu_pct": statistics.fmean(cpu.samples) if cpu.samples else None,
             "node_cpu_samples": len(cpu.samples),
             "lab_pods_cpu_pct_node": 100.0 * lab_cpu / wall / (os.cpu_count() or 1),
+            # the host is shared: its load when the run ended says how quiet it was
+            "host_loadavg_1m": os.getloadavg()[0],
             "url": url,
             **hooks,
             **agent,
@@ -325,6 +329,42 @@ def measure(args: argparse.Namespace, stage: floodplan.Stage, run: dict[str, Any
     if run["kind"] == "throughput":
         sample["connections_per_s"] = result.ok / result.duration_s if result.duration_s else 0.0
     return {k: v for k, v in sample.items() if v is not None}
+
+
+def _connects(
+    args: argparse.Namespace,
+    stage: floodplan.Stage,
+    run: dict[str, Any],
+    state: dict[str, Any],
+    url: str,
+    hooks: dict[str, Any],
+    agent: dict[str, Any],
+) -> dict[str, Any]:
+    """Timed connect()s from the client pod (kmesh_lab.connectprobe): the first-packet
+    round trip, which the load wrapper's latencies do not include."""
+    target = url.removeprefix("http://").rstrip("/")
+    target = target if ":" in target else f"{target}:80"
+    flush_conntrack(state["node_ns"])
+    argv = [str(servicestep.PODEXEC), args.client, "--", sys.executable, "-m"]
+    argv += ["kmesh_lab.connectprobe", "--target", target, "--count", str(stage.connects)]
+    env = {**os.environ, "KMESH_LAB_STATE": str(args.state_dir), "PYTHONPATH": str(REPO)}
+    bound = stage.connects * 2.1 + 60
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=bound)
+    if proc.returncode != 0:
+        raise FloodError(f"the connect probe against {target} failed: {proc.stderr[-400:]}")
+    sample = json.loads(proc.stdout.strip().splitlines()[-1])
+    sample.update(
+        {
+            "repetition": run["repetition"],
+            "order_in_repetition": run["order"],
+            "ok": sample["count"],
+            "url": url,
+            "host_loadavg_1m": os.getloadavg()[0],
+            **hooks,
+            **agent,
+        }
+    )
+    return sample
 
 
 def _setup_params(args: argparse.Namespace, stage: floodplan.Stage) -> dict[str, Any]:
@@ -352,7 +392,9 @@ def _params(stage: floodplan.Stage, run: dict[str, Any], args: argparse.Namespac
         "target_position": stage.target_position,
         "conntrack_flushed_before_run": True,
     }
-    if run["kind"] == "throughput":
+    if run["kind"] == "connect":
+        params.update({"connects": stage.connects, "probe": "kmesh_lab.connectprobe"})
+    elif run["kind"] == "throughput":
         params.update(
             {
                 "duration_s": stage.throughput_s,
@@ -388,14 +430,13 @@ def do_rep(args: argparse.Namespace) -> dict[str, Any]:
                 f"{scenario}: no request answered ({sample.get('ret_codes')}); look at the "
                 f"agent's log and `tools/podexec.sh {args.client} -- curl {sample.get('url')}`"
             )
-        kind = "throughput" if run["kind"] == "throughput" else "latency"
+        kind = "latency" if run["kind"] == "latency" else "throughput"
         _record(args, scenario, _params(stage, run, args), sample, EXPERIMENTS[kind])
         measured.append(
             {
                 "scenario": scenario,
-                "p50_ms": round(sample.get("p50_ms", 0.0), 4),
-                "qps": round(sample["qps"], 1),
-                "max_node_cpu_pct": sample.get("max_node_cpu_pct"),
+                "p50": round(sample.get("p50_ms", sample.get("connect_p50_us", 0.0)), 4),
+                "qps": round(sample.get("qps", 0.0), 1),
             }
         )
     return {"measured": measured, "skipped": skipped}
@@ -446,9 +487,11 @@ def do_compare(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     _record(args, name, params, cmp, ["flood.latency"], replace=True)
                     out.append({"scenario": name, "verdict": cmp["verdict"]})
+        if stage.connects > 0:
+            out.append(_connect_verdict(args, stage, block, a_plane, b_plane, recs))
         if stage.throughput_s > 0:
             out.append(_throughput_ratio(args, stage, block, a_plane, b_plane, recs))
-    if stage.throughput_s > 0 and "base" in stage.blocks:
+    if "base" in stage.blocks and (stage.throughput_s > 0 or stage.connects > 0):
         out.append(_mechanism(args, stage, recs))
     return {"comparisons": out}
 
@@ -510,18 +553,56 @@ CONF = int(floodstats.CONFIDENCE * 100)
 
 def _mechanism(args: argparse.Namespace, stage: floodplan.Stage, recs: dict[str, dict]) -> dict:
     """Connections to a pod IP (no service) with kube-proxy's hooks in and out: the price
-    of the linear KUBE-SERVICES walk on every first packet, measured."""
-    a = floodplan.scenario_name(stage.name, "base", "pod_ip_unhooked", "throughput")
-    b = floodplan.scenario_name(stage.name, "base", "pod_ip_hooked", "throughput")
-    av, bv = _values(recs, a, "connections_per_s"), _values(recs, b, "connections_per_s")
+    of the linear KUBE-SERVICES walk on every first packet, measured (connect time and
+    new-connection throughput)."""
+    found: dict[str, Any] = {}
+    for kind, metric, unit, lower in (
+        ("connect", "connect_p50_us", "us", True),
+        ("throughput", "connections_per_s", "conn/s", False),
+    ):
+        a = floodplan.scenario_name(stage.name, "base", "pod_ip_unhooked", kind)
+        b = floodplan.scenario_name(stage.name, "base", "pod_ip_hooked", kind)
+        av, bv = _values(recs, a, metric), _values(recs, b, metric)
+        if len(av) < 3 or len(bv) < 3:
+            continue
+        cmp = floodstats.compare("pod_ip_unhooked", av, "pod_ip_hooked", bv, metric, unit, lower)
+        params = {
+            "stage": stage.name,
+            "a": "pod_ip_unhooked",
+            "b": "pod_ip_hooked",
+            "metric": metric,
+            "compared": [a, b],
+        }
+        name = f"{stage.name}.mechanism.pod_ip_hooked_vs_unhooked.{kind}"
+        _record(args, name, params, cmp, ["flood.setup"], replace=True)
+        found[name] = cmp["verdict"]
+    return {"mechanism": found}
+
+
+def _connect_verdict(
+    args: argparse.Namespace,
+    stage: floodplan.Stage,
+    block: str,
+    a_plane: str,
+    b_plane: str,
+    recs: dict[str, dict],
+) -> dict[str, Any]:
+    a = floodplan.scenario_name(stage.name, block, a_plane, "connect")
+    b = floodplan.scenario_name(stage.name, block, b_plane, "connect")
+    av, bv = _values(recs, a, "connect_p50_us"), _values(recs, b, "connect_p50_us")
     if len(av) < 3 or len(bv) < 3:
-        return {"scenario": f"{stage.name}.mechanism", "skipped": "fewer than 3 runs"}
-    cmp = floodstats.compare(
-        "pod_ip_unhooked", av, "pod_ip_hooked", bv, "connections_per_s", "conn/s", False
-    )
-    params = {"stage": stage.name, "a": "pod_ip_unhooked", "b": "pod_ip_hooked", "compared": [a, b]}
-    name = f"{stage.name}.mechanism.pod_ip_hooked_vs_unhooked"
-    _record(args, name, params, cmp, ["flood.setup"], replace=True)
+        return {"scenario": f"{stage.name}.{block}.connect", "skipped": "fewer than 3 runs"}
+    cmp = floodstats.compare(a_plane, av, b_plane, bv, "connect_p50_us", "us")
+    params = {
+        "stage": stage.name,
+        "block": block,
+        "a": a_plane,
+        "b": b_plane,
+        "metric": "connect_p50_us",
+        "compared": [a, b],
+    }
+    name = f"{stage.name}.compare.{b_plane}_vs_{a_plane}.connect.connect_p50_us"
+    _record(args, name, params, cmp, ["flood.latency"], replace=True)
     return {"scenario": name, "verdict": cmp["verdict"]}
 
 

@@ -98,7 +98,8 @@ def test_samples_say_what_was_hooked_and_are_physical(records: dict[str, dict[st
     checked = 0
     for rec in records.values():
         plane = rec["params"].get("plane")
-        if plane is None or rec["params"].get("kind") not in ("latency", "throughput"):
+        kind = rec["params"].get("kind")
+        if plane is None or kind not in ("latency", "throughput", "connect"):
             continue
         hooked = plane in ("iptables", "pod_ip_hooked")
         for s in rec["samples"]:
@@ -106,9 +107,13 @@ def test_samples_say_what_was_hooked_and_are_physical(records: dict[str, dict[st
             if plane.startswith("kmesh_node"):
                 assert s["agent_accelerate"] is (plane == "kmesh_node_accel"), rec["scenario"]
             assert s["ok"] > 0, rec["scenario"]
-            pcts = [s[k] for k in ("p5_ms", "p25_ms", "p50_ms", "p75_ms", "p95_ms")]
+            keys = ("p5_ms", "p25_ms", "p50_ms", "p75_ms", "p95_ms")
+            if kind == "connect":
+                keys = tuple(f"connect_p{p}_us" for p in (5, 25, 50, 75, 95))
+            else:
+                assert 0 <= s["max_node_cpu_pct"] <= 100.0, rec["scenario"]
+            pcts = [s[k] for k in keys]
             assert pcts == sorted(pcts) and pcts[0] >= 0, rec["scenario"]
-            assert 0 <= s["max_node_cpu_pct"] <= 100.0, rec["scenario"]
             checked += 1
     assert checked > 0
 

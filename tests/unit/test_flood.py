@@ -49,6 +49,8 @@ def test_schedule_interleaves_and_rotates_the_planes() -> None:
     # throughput of both planes plus the mechanism check (pod IP hooked / unhooked)
     tput = {r.plane for r in first if r.kind == "throughput"}
     assert tput == {"iptables", "kmesh_node", "pod_ip_hooked", "pod_ip_unhooked"}
+    # timed connects (first-packet round trip) of the same four
+    assert {r.plane for r in first if r.kind == "connect"} == tput
     assert [r.order for r in first] == list(range(len(first)))
     accel = floodplan.schedule(st, "accel")[0]
     assert {r.plane for r in accel} == {"iptables", "kmesh_node_accel"}
@@ -74,6 +76,7 @@ def test_scenarios_and_targets() -> None:
     scen = floodplan.scenarios(st)
     assert scen[0] == "svc.setup" and "svc.base.iptables.rps=200.ka=on" in scen
     assert "svc.accel.kmesh_node_accel.throughput" in scen
+    assert "svc.base.pod_ip_hooked.connect" in scen
 
 
 @pytest.mark.parametrize(
@@ -201,3 +204,14 @@ def test_flood_pods_take_the_top_of_the_cidr() -> None:
     assert addrs == ["10.244.14.254", "10.244.14.253", "10.244.14.252"]
     with pytest.raises(ValueError, match="larger netns_lab_pod_cidr"):
         floodlab.pod_addresses("10.244.14.0/29", {"10.244.14.2", "10.244.14.3"}, 5)
+
+
+def test_connect_probe_percentiles() -> None:
+    from kmesh_lab import connectprobe
+
+    out = connectprobe.summarize([float(v) for v in range(1, 101)], errors=2)
+    assert out["count"] == 100 and out["errors"] == 2
+    assert out["connect_p50_us"] == 50.5 and out["connect_mean_us"] == 50.5
+    assert out["connect_p5_us"] < out["connect_p95_us"] < out["connect_p99_us"] <= 100
+    assert connectprobe.summarize([], errors=3) == {"count": 0, "errors": 3}
+    assert connectprobe.main(["--target", "nohost", "--count", "1"]) == 2
