@@ -120,8 +120,9 @@ def compare(
         "mannwhitney_p": p,
         "alpha": ALPHA,
         "ratio_b_over_a": ratio,
-        "spread_a": {"min": min(av), "max": max(av), "iqr": _iqr(av)},
-        "spread_b": {"min": min(bv), "max": max(bv), "iqr": _iqr(bv)},
+        # over the repetitions: the thesis' box (p25..p75, mean) and whiskers (p5, p95)
+        "spread_a": {**spread(av), "min": min(av), "max": max(av), "iqr": _iqr(av)},
+        "spread_b": {**spread(bv), "min": min(bv), "max": max(bv), "iqr": _iqr(bv)},
         "verdict": verdict,
         "exceeds_noise": separated,
         "statement": statement,

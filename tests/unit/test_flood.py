@@ -122,6 +122,7 @@ def test_clearly_different_samples_exceed_noise() -> None:
     assert cmp["ci_high"] < 0 < cmp["median_a"] - cmp["median_b"]
     assert "kmesh_node is lower than iptables" in cmp["statement"]
     assert "better" in cmp["statement"]
+    assert cmp["spread_b"]["p5"] <= cmp["spread_b"]["median"] <= cmp["spread_b"]["p95"]
 
 
 def test_samples_of_one_distribution_are_within_noise() -> None:
