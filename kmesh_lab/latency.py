@@ -294,6 +294,9 @@ def run_load(
     sample = load.to_sample()
     sample["error_pct"] = load.errors / max(1, load.count + load.errors) * 100.0
     sample.update(cpu_figures(a, b, groups, proxy_groups, ncpu, pods_of))
+    if m["kind"] == "cpu":
+        # "equal QPS" holds only while every plane carries the rate: say how far it did
+        sample["qps_held_pct"] = load.qps / float(m["params"]["qps"]) * 100.0
     if ebpf is not None:
         sample["ebpf_cpu_pct_core"] = ebpf["bpf_cpu_pct_core"]
         sample["ebpf_cpu_pct_node"] = ebpf["bpf_cpu_pct_node"]

@@ -21,11 +21,19 @@ def conn_rec(plane: str, p90s: list[float], c: int = 128, keepalive: bool = True
     }
 
 
-def cpu_rec(plane: str, p90: float, cpu: float) -> dict:
+def cpu_rec(plane: str, p90: float, cpu: float, qps: float = 998.0) -> dict:
     return {
         "scenario": f"cpu.{plane}.qps=1000",
         "params": {"data_plane": plane, "qps": 1000, "client_connections": 16},
-        "samples": [{"repetition": 1, "p90_ms": p90, "p99_ms": p90, "total_cpu_pct_node": cpu}],
+        "samples": [
+            {
+                "repetition": 1,
+                "p90_ms": p90,
+                "p99_ms": p90,
+                "total_cpu_pct_node": cpu,
+                "qps": qps,
+            }
+        ],
     }
 
 
@@ -78,6 +86,14 @@ def test_cpu_points_compare_cpu_and_istio_added_latency() -> None:
     assert s["cpu_reduction_vs_sidecar_pct"] == pytest.approx(75.0)
     assert s["sidecar_added_p90_ms"] == pytest.approx(1.0)
     assert "latency.istio_benchmark" in comp["experiments"]
+
+
+def test_cpu_is_not_compared_where_a_plane_missed_the_rate() -> None:
+    recs = [cpu_rec("sidecar", 1.5, 20.0, qps=640.0), cpu_rec("kmesh_node", 0.6, 5.0)]
+    (comp,) = latencycompare.compare(recs)
+    (s,) = comp["samples"]
+    assert "cpu_reduction_vs_sidecar_pct" not in s
+    assert s["p90_reduction_vs_sidecar_pct"] == pytest.approx(60.0)
 
 
 def test_variants_are_kept_apart() -> None:
