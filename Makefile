@@ -10,7 +10,7 @@ ARGS ?=
 # molecule and ansible-lint call ansible-playbook by name.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: bootstrap lab test lint unit integration molecule teardown clean test-browser
+.PHONY: bootstrap lab test lint unit integration molecule teardown clean test-browser test-kernel
 
 bootstrap:
 	@tools/bootstrap.sh
@@ -35,6 +35,13 @@ integration:
 
 molecule:
 	$(VENV)/molecule test --scenario-name default
+
+# Opt-in: build a tiny patched kernel from the distro's kernel source (roles/kernel_build)
+# and boot it under qemu - KVM when usable, else software emulation (molecule/kernel).
+# The build cache stays in /var/cache/kmesh-lab/kernel: a second run does not rebuild.
+test-kernel: bootstrap
+	$(VENV)/pytest -q tests/unit/test_kernel_build.py
+	timeout 3600 $(VENV)/molecule test --scenario-name kernel
 
 # Opt-in: headless chromium (installed if missing) screenshots a rendered report.html.
 test-browser:
