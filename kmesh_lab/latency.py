@@ -270,6 +270,7 @@ def run_load(
                 a = snapshot(layout, groups, proxies)
                 # the agent's programs over most of the load (top's own start is ~0.3 s)
                 window = max(0.5, duration - WARMUP_S - 1.0)
+                # top reads the pins only; the agent's PID file is not needed for it
                 agent = agentsample.Agent(args.bpffs, args.metrics, Path("/nonexistent"))
                 ebpf = agentsample.bpf_memory(agentsample.top(agent, window))
                 b = snapshot(layout, groups, proxies)
@@ -558,6 +559,9 @@ def do_cleanup(args: argparse.Namespace) -> dict[str, Any]:
             f.unlink()
         path.rmdir()
         out["changed"] = True
+    # the suite's directory (services + saved sysctls) goes too once it holds nothing
+    if path.parent.is_dir() and not any(path.parent.iterdir()):
+        path.parent.rmdir()
     if errors:
         raise SuiteError("; ".join(errors))
     return out
