@@ -11,7 +11,9 @@ directory, never watched by the agent) --agent-dir (the directory the agent watc
 command prints one JSON object; `select` has `changed` (true only when something in the
 lab was changed) and `state` (what `describe` prints). Errors go to stderr, exit 2 for bad
 input or a broken lab, 3 when a plane's prerequisite is missing (PlaneUnavailable: the
-message names what is missing and how to get it). Python callers use `Lab` + `select()`.
+message names what is missing and how to get it). Python callers use `Lab` + `select()`
+(kmesh_lab.latency does, once per block); Ansible tasks call the CLI and read `changed`.
+`prerequisite_missing(lab, plane)` says, without changing anything, why a plane cannot run.
 
 Planes (the names go into results as params.data_plane):
 
@@ -19,8 +21,9 @@ Planes (the names go into results as params.data_plane):
 - ``kube_proxy_iptables_nft`` / ``kube_proxy_iptables_legacy`` / ``kube_proxy_nftables``:
   kube-proxy's rules for the suite's services in the lab's node namespace
   (kmesh_lab.kube_proxy_apply, rendered from --services-dir).
-- ``sidecar``: a userspace proxy in every pod with istio-style capture (roles/peer_sidecar,
-  driven through its Python entry point kmesh_lab.sidecar when it exists).
+- ``sidecar``: HAProxy in every lab pod with istio-iptables capture, started and stopped
+  through the peer's own CLI (`python -m kmesh_lab.sidecar apply|remove`, what
+  roles/peer_sidecar runs) with the suite's manifests; its proxy user comes from that role.
 - ``kmesh_node`` / ``kmesh_node_accel``: the agent serves the suite's services (their files
   are copied into --agent-dir); `_accel` = the agent restarted with `--accelerate` (the
   same command line the kmesh_node role started it with, plus that flag).
