@@ -268,13 +268,13 @@ def flood_boxes(run: Run, _pub: Published) -> Plot | None:
     groups: dict[str, list[float]] = {}
     for r in run.records("suite_flood"):
         plane = _plane(r)
+        # one value per repetition: its p50, else its mean (a sample may carry all three)
+        keys = ("p50_ms", "mean_ms", "avg_ms")
         vals = [
-            float(s[k])
+            float(next(s[k] for k in keys if k in s))
             for s in r.get("samples", [])
-            if isinstance(s, dict)
-            for k in ("p50_ms", "mean_ms", "avg_ms")
-            if k in s
-        ][: len(r.get("samples", []))]
+            if isinstance(s, dict) and any(k in s for k in keys)
+        ]
         params = r.get("params", {})
         if plane and vals and params.get("kind") != "throughput":
             rps = params.get("rps")
@@ -285,10 +285,10 @@ def flood_boxes(run: Run, _pub: Published) -> Plot | None:
             groups[f"{label}\n{rps} rps" if rps else label] = vals
     if not groups:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4))
     names = sorted(groups)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.7 * len(names)), 4.5))
     ax.boxplot([groups[n] for n in names])
-    ax.set_xticks(range(1, len(names) + 1), names, fontsize=7)
+    ax.set_xticks(range(1, len(names) + 1), names, fontsize=7, rotation=60, ha="right")
     ax.set_ylabel("latency per repetition, ms")
     return Plot(
         "flood_ab", "Flood suite: A/B distributions", "One point per repetition.", _png(fig)
