@@ -255,6 +255,8 @@ def _run_role(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
             str(play),
             "-e",
             f"kernel_build_cache_dir={tmp_path / 'cache'}",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
             *extra,
         ],
         capture_output=True,
@@ -319,3 +321,32 @@ def test_role_syntax_check_covers_the_off_by_default_tasks(tmp_path: Path) -> No
     tasks = (ROLE / "tasks/main.yml").read_text()
     for name in ("install", "boot_default", "reboot"):
         assert f"import_tasks: {name}.yml" in tasks
+
+
+@needs_ansible
+@needs_patch
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync not installed")
+def test_tree_source_is_copied_and_a_reject_leaves_the_copy_unpatched(tmp_path: Path) -> None:
+    """kernel_build_source=tree (an openEuler-style checkout): the tree is copied, never
+    modified; a rejected patch fails the role naming the patch and hunk."""
+    user_tree = _tree(tmp_path)
+    before = {p.name: p.read_text() for p in user_tree.iterdir()}
+    proc = _run_role(
+        tmp_path,
+        "-e",
+        "kernel_build_source=tree",
+        "-e",
+        f"kernel_build_tree={user_tree}",
+        "-e",
+        "kernel_build_install_deps=false",
+        "-e",
+        f"kernel_build_patches_dir={SCENARIO / 'broken-patches'}",
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "patch 0002-stale-context.patch does not apply" in out
+    assert "-VERSION = 5" in out
+    copy = tmp_path / "cache/default/src"
+    assert (copy / "Makefile").read_text() == MAKEFILE  # 0001 reversed in the copy
+    assert {p.name: p.read_text() for p in user_tree.iterdir()} == before
+    assert not (tmp_path / "cache/default/tree.stamp").exists()  # next run starts afresh
