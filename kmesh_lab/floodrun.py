@@ -245,6 +245,7 @@ def do_setup(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend,
         "target_position": stage.target_position,
         "targets": written["targets"],
+        "blocks": list(stage.blocks),
     }
     _record(args, f"{stage.name}.setup", params, sample, EXPERIMENTS["setup"], replace=True)
     return {"stage": stage.name, "sample": sample}
@@ -486,7 +487,7 @@ def do_compare(args: argparse.Namespace) -> dict[str, Any]:
                         f"{stage.name}.compare.{b_plane}_vs_{a_plane}.rps={rate}.ka={ka}.{metric}"
                     )
                     _record(args, name, params, cmp, ["flood.latency"], replace=True)
-                    out.append({"scenario": name, "verdict": cmp["verdict"]})
+                    out.append({"scenario": name, "statement": cmp["statement"]})
         if stage.connects > 0:
             out.append(_connect_verdict(args, stage, block, a_plane, b_plane, recs))
         if stage.throughput_s > 0:
@@ -545,7 +546,7 @@ def _throughput_ratio(
     }
     name = f"{stage.name}.throughput_ratio.{b_plane}_vs_{a_plane}"
     _record(args, name, params, sample, ["flood.setup"], replace=True)
-    return {"scenario": name, "ratio": ratio, "verdict": cmp["verdict"]}
+    return {"scenario": name, "statement": sample["statement_ratio"]}
 
 
 CONF = int(floodstats.CONFIDENCE * 100)
@@ -575,7 +576,7 @@ def _mechanism(args: argparse.Namespace, stage: floodplan.Stage, recs: dict[str,
         }
         name = f"{stage.name}.mechanism.pod_ip_hooked_vs_unhooked.{kind}"
         _record(args, name, params, cmp, ["flood.setup"], replace=True)
-        found[name] = cmp["verdict"]
+        found[name] = cmp["statement"]
     return {"mechanism": found}
 
 
@@ -603,7 +604,7 @@ def _connect_verdict(
     }
     name = f"{stage.name}.compare.{b_plane}_vs_{a_plane}.connect.connect_p50_us"
     _record(args, name, params, cmp, ["flood.latency"], replace=True)
-    return {"scenario": name, "verdict": cmp["verdict"]}
+    return {"scenario": name, "statement": cmp["statement"]}
 
 
 # ------------------------------------------------------------------ acceleration

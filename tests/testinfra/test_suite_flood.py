@@ -80,9 +80,11 @@ def test_every_plane_at_every_rate_once_per_repetition(
     records: dict[str, dict[str, Any]], setups: dict[str, dict[str, Any]]
 ) -> None:
     for stage, setup in setups.items():
-        planes = ["iptables", "kmesh_node"]
-        if setup["samples"][0]["accel_available"]:
-            planes.append("kmesh_node_accel")
+        # the stage's blocks; the accel block runs only where the agent can accelerate
+        blocks = setup["params"].get("blocks", list(floodplan.BLOCKS))
+        if not setup["samples"][0]["accel_available"]:
+            blocks = [b for b in blocks if b != "accel"]
+        planes = sorted({p for b in blocks for p in floodplan.BLOCKS[b]})
         rates = {r["params"]["rps"] for r in _latency(records, stage, "iptables")}
         assert rates, f"{stage}: iptables was not measured"
         for plane in planes:
