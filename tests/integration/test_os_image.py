@@ -28,8 +28,7 @@ pytestmark = [
 def run_role(tmp_path: Path, role: str, extra: dict[str, object]) -> subprocess.CompletedProcess:
     playbook = tmp_path / "play.yml"
     playbook.write_text(
-        "- hosts: localhost\n  connection: local\n  gather_facts: false\n"
-        f"  roles: [{role}]\n"
+        f"- hosts: localhost\n  connection: local\n  gather_facts: false\n  roles: [{role}]\n"
     )
     extra_file = tmp_path / "extra.json"
     extra_file.write_text(json.dumps(extra))
@@ -154,9 +153,7 @@ def test_malformed_checksum_is_refused(tmp_path: Path, image: tuple[Path, str]) 
     assert "is not ALGO:HEX" in proc.stdout
 
 
-def test_local_file_with_wrong_checksum_is_refused(
-    tmp_path: Path, image: tuple[Path, str]
-) -> None:
+def test_local_file_with_wrong_checksum_is_refused(tmp_path: Path, image: tuple[Path, str]) -> None:
     path, _ = image
     extra = {
         **base_vars(tmp_path),
