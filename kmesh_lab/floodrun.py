@@ -467,6 +467,8 @@ def do_compare(args: argparse.Namespace) -> dict[str, Any]:
                     ("p50_ms", "ms"),
                     ("mean_ms", "ms"),
                     ("max_node_cpu_pct", "%"),
+                    # the lab pods' own CPU (cgroups): the node's is shared with other work
+                    ("lab_pods_cpu_pct_node", "%"),
                 ):
                     av, bv = _values(recs, a, metric), _values(recs, b, metric)
                     if len(av) < 3 or len(bv) < 3:
