@@ -141,8 +141,10 @@ def targets(stage: Stage, servers: list[str]) -> dict[str, dict[str, Any]]:
     names = _target_names(stage)
     out = {}
     # the two targets' VIPs come right after the flood services' range
-    vips = {"ipt": services.vip(stage.first_index + stage.services), "km": None}
-    vips["km"] = services.vip(stage.first_index + stage.services + 1)
+    vips = {
+        "ipt": services.vip(stage.first_index + stage.services),
+        "km": services.vip(stage.first_index + stage.services + 1),
+    }
     for plane in PLANES:
         suffix = "ipt" if plane == "iptables" else "km"
         out[plane] = {

@@ -53,6 +53,7 @@ from kmesh_lab import (
 REPO = Path(__file__).resolve().parents[1]
 SUITE = "suite_flood"
 THROUGHPUT_TARGET = 4.0  # acceptance: kmesh_node >= 4x iptables-nft at 10,000 services
+CONF = int(floodstats.CONFIDENCE * 100)
 PERCENTILES = "5,25,50,75,95,99"
 CLIENT_SYSCTLS = {"net.ipv4.tcp_tw_reuse": "1", "net.ipv4.ip_local_port_range": "1024 65535"}
 # The servers close first (Connection: close), so their TIME_WAIT sockets would meet new
@@ -560,9 +561,6 @@ def _throughput_ratio(
     name = f"{stage.name}.throughput_ratio.{b_plane}_vs_{a_plane}"
     _record(args, name, params, sample, ["flood.setup"], replace=True)
     return {"scenario": name, "statement": sample["statement_ratio"]}
-
-
-CONF = int(floodstats.CONFIDENCE * 100)
 
 
 def _mechanism(args: argparse.Namespace, stage: floodplan.Stage, recs: dict[str, dict]) -> dict:
