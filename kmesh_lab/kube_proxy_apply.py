@@ -34,15 +34,7 @@ from typing import Any
 import yaml
 
 from kmesh_lab import kube_proxy as kp
-from kmesh_lab import lab, netns, services
-from kmesh_node.model import LbPolicy
-from kmesh_node.translate import (
-    InvalidObject,
-    ServiceSpec,
-    SliceSpec,
-    parse_object,
-    translate,
-)
+from kmesh_lab import lab, manifests, netns, services
 
 STATE_FILE = "peer_kube_proxy.json"
 MODES = ("iptables", "nftables")
@@ -57,43 +49,12 @@ class Loaded:
 
 def load_manifests(directory: Path) -> Loaded:
     """Service ports from every *.yaml/*.yml in `directory` (like the agent reads them)."""
-    svcs: dict[str, ServiceSpec] = {}
-    slices: dict[str, list[SliceSpec]] = {}
-    skipped: list[str] = []
-    files = (
-        sorted(
-            p
-            for p in directory.glob("*")
-            if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
-        )
-        if directory.is_dir()
-        else []
-    )
-    for path in files:
-        for doc in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader):
-            if doc is None:
-                continue
-            items = (
-                doc.get("items", [])
-                if isinstance(doc, dict) and doc.get("kind") == "List"
-                else [doc]
-            )
-            for obj in items:
-                try:
-                    spec = parse_object(obj)
-                except InvalidObject as exc:
-                    skipped.append(f"{path.name}: {exc.reason}")
-                    continue
-                if isinstance(spec, ServiceSpec):
-                    svcs[spec.key] = spec
-                elif isinstance(spec, SliceSpec):
-                    slices.setdefault(spec.service_key, []).append(spec)
+    read = manifests.read(directory)
     ports: list[kp.ServicePort] = []
-    for key, spec in sorted(svcs.items()):
+    for spec, _obj, lb in read.translated():
         names = {(p.port, str(p.protocol)): p.name for p in spec.ports}
-        lb = translate(spec, slices.get(key, []), LbPolicy.RANDOM)
         ports += kp.service_ports(lb, names)
-    return Loaded(ports, skipped)
+    return Loaded(ports, read.skipped)
 
 
 def _ns(netns_name: str, *argv: str, stdin: str | None = None) -> str:

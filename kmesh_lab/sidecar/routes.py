@@ -14,17 +14,14 @@ proxied (Istio's sidecar captures only TCP, DNS aside): they are listed in `skip
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kmesh_node.model import L4Proto, LbPolicy, LbService
-from kmesh_node.translate import InvalidObject, ServiceSpec, SliceSpec, parse_object, translate
+from kmesh_lab import manifests
+from kmesh_node.model import L4Proto, LbService
 
 # Istio's protocol selection: these name prefixes / appProtocol values are HTTP.
 HTTP_PROTOCOLS = ("http", "http2", "grpc", "grpc-web")
@@ -114,51 +111,14 @@ def _app_protocols(obj: Mapping[str, Any]) -> dict[tuple[int, str], str]:
     return out
 
 
-def manifest_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return sorted(
-        p
-        for p in directory.glob("*")
-        if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
-    )
-
-
-def _objects(path: Path, text: str) -> Iterable[Any]:
-    for doc in yaml.load_all(text, Loader=yaml.CSafeLoader):
-        if doc is None:
-            continue
-        if isinstance(doc, dict) and doc.get("kind") == "List":
-            yield from doc.get("items", [])
-        else:
-            yield doc
-
-
 def load(directory: Path) -> Loaded:
     """Routes from every *.yaml/*.yml in `directory` (a missing directory has none)."""
-    svcs: dict[str, tuple[ServiceSpec, dict[tuple[int, str], str]]] = {}
-    slices: dict[str, list[SliceSpec]] = {}
-    skipped: list[str] = []
-    digest = hashlib.sha256()
-    for path in manifest_files(directory):
-        data = path.read_bytes()
-        digest.update(path.name.encode() + b"\0" + data + b"\0")
-        for obj in _objects(path, data.decode()):
-            try:
-                spec = parse_object(obj)
-            except InvalidObject as exc:
-                skipped.append(f"{path.name}: {exc.reason}")
-                continue
-            if isinstance(spec, ServiceSpec):
-                svcs[spec.key] = (spec, _app_protocols(obj))
-            elif isinstance(spec, SliceSpec):
-                slices.setdefault(spec.service_key, []).append(spec)
+    read = manifests.read(directory)
     routes: list[Route] = []
-    for key, (spec, app_protocols) in sorted(svcs.items()):
+    skipped = list(read.skipped)
+    for spec, obj, lb in read.translated():
         names = {(p.port, str(p.protocol)): p.name for p in spec.ports}
-        got, left_out = routes_of(
-            translate(spec, slices.get(key, []), LbPolicy.RANDOM), names, app_protocols
-        )
+        got, left_out = routes_of(lb, names, _app_protocols(obj))
         routes += got
         skipped += left_out
-    return Loaded(routes, skipped, digest.hexdigest())
+    return Loaded(routes, skipped, read.digest)
