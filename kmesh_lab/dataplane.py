@@ -637,6 +637,17 @@ def reset(lab_: Lab) -> dict[str, Any]:
 # ------------------------------------------------------------------ CLI
 
 
+def add_lab_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the lab, the suite's services and the agent are (every command that switches)."""
+    p.add_argument("--state-dir", type=Path, required=True)
+    p.add_argument("--services-dir", type=Path, required=True)
+    p.add_argument("--agent-dir", type=Path, required=True)
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--bpffs", required=True)
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--sync-timeout", type=float, default=120.0)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kmesh_lab.dataplane", description=__doc__.splitlines()[0]
@@ -645,13 +656,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("planes", help="the plane names, one a line")
     for name in ("select", "describe", "reset"):
         p = sub.add_parser(name)
-        p.add_argument("--state-dir", type=Path, required=True)
-        p.add_argument("--services-dir", type=Path, required=True)
-        p.add_argument("--agent-dir", type=Path, required=True)
-        p.add_argument("--prefix", required=True)
-        p.add_argument("--bpffs", required=True)
-        p.add_argument("--metrics", required=True)
-        p.add_argument("--sync-timeout", type=float, default=120.0)
+        add_lab_arguments(p)
         if name != "reset":
             p.add_argument("--plane", required=name == "select", choices=PLANES)
     return parser

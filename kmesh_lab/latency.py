@@ -572,13 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("prepare", "block", "cleanup"):
         p = sub.add_parser(name)
-        p.add_argument("--state-dir", type=Path, required=True)
-        p.add_argument("--services-dir", type=Path, required=True)
-        p.add_argument("--agent-dir", type=Path, required=True)
-        p.add_argument("--prefix", required=True)
-        p.add_argument("--bpffs", required=True)
-        p.add_argument("--metrics", required=True)
-        p.add_argument("--sync-timeout", type=float, default=120.0)
+        dataplane.add_lab_arguments(p)
         p.add_argument("--client", default="client-0", help="the pod that runs the loads")
         if name == "prepare":
             p.add_argument("--count", type=int, required=True)
