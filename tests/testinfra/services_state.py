@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kmesh_lab import agentsample, servicestep
 
 from .conftest import REPO, STATE
@@ -28,6 +30,19 @@ def latest_results(suite: str) -> dict[str, dict[str, Any]]:
     runs = sorted(root.glob(f"*/{suite}.json"), key=lambda p: p.stat().st_mtime)
     assert runs, f"no {suite}.json under {root}: run `ansible-playbook site.yml --tags {suite}`"
     doc = json.loads(runs[-1].read_text())
+    assert doc["suite"] == suite
+    return {r["scenario"]: r for r in doc["records"]}
+
+
+def newest_run_records(suite: str) -> dict[str, dict[str, Any]]:
+    """The records of `suite` in the newest run under the results root; skips the calling
+    tests when that run did not include the suite (a converge without it)."""
+    root = Path(os.environ.get("KMESH_LAB_RESULTS", REPO / "results"))
+    runs = [p for p in root.glob("*") if p.is_dir()] if root.is_dir() else []
+    run = max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+    if run is None or not (run / f"{suite}.json").is_file():
+        pytest.skip(f"the newest run ({run}) did not include {suite}")
+    doc = json.loads((run / f"{suite}.json").read_text())
     assert doc["suite"] == suite
     return {r["scenario"]: r for r in doc["records"]}
 

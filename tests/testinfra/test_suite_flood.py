@@ -11,36 +11,22 @@ Environment overrides as in services_state (KMESH_LAB_STATE, KMESH_LAB_RESULTS).
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kmesh_lab import floodplan, floodstats, netns
 
-from .conftest import REPO
-from .services_state import state_dir
+from .services_state import newest_run_records, state_dir
 
 SUITE = "suite_flood"
 
 
-def newest_run() -> Path | None:
-    root = Path(os.environ.get("KMESH_LAB_RESULTS", REPO / "results"))
-    runs = [p for p in root.glob("*") if p.is_dir()] if root.is_dir() else []
-    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
-
-
 @pytest.fixture(scope="module")
 def records() -> dict[str, dict[str, Any]]:
-    run = newest_run()
-    if run is None or not (run / f"{SUITE}.json").is_file():
-        pytest.skip(f"the newest run ({run}) did not include {SUITE}")
-    doc = json.loads((run / f"{SUITE}.json").read_text())
-    assert doc["suite"] == SUITE
-    return {r["scenario"]: r for r in doc["records"]}
+    return newest_run_records(SUITE)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ Checks the newest run under the results root; skips when that run did not includ
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,25 +18,14 @@ import yaml
 from kmesh_lab import daemon, dataplane, kube_proxy_apply
 
 from .conftest import REPO
-from .services_state import assert_lab_as_before, state_dir
+from .services_state import assert_lab_as_before, newest_run_records, state_dir
 
 SUITE = "suite_latency"
 
 
-def newest_run() -> Path | None:
-    root = Path(os.environ.get("KMESH_LAB_RESULTS", REPO / "results"))
-    runs = [p for p in root.glob("*") if p.is_dir()] if root.is_dir() else []
-    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
-
-
 @pytest.fixture(scope="module")
 def records() -> dict[str, dict[str, Any]]:
-    run = newest_run()
-    if run is None or not (run / f"{SUITE}.json").is_file():
-        pytest.skip(f"the newest run ({run}) did not include {SUITE}")
-    doc = json.loads((run / f"{SUITE}.json").read_text())
-    assert doc["suite"] == SUITE
-    return {r["scenario"]: r for r in doc["records"]}
+    return newest_run_records(SUITE)
 
 
 @pytest.fixture(scope="module")
