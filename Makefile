@@ -10,7 +10,7 @@ ARGS ?=
 # molecule and ansible-lint call ansible-playbook by name.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: bootstrap lab test lint unit integration molecule teardown clean test-browser test-kernel
+.PHONY: bootstrap lab test lint unit integration molecule teardown clean test-browser test-vm test-kernel
 
 bootstrap:
 	@tools/bootstrap.sh
@@ -42,6 +42,11 @@ molecule:
 test-kernel: bootstrap
 	$(VENV)/pytest -q tests/unit/test_kernel_build.py
 	timeout 3600 $(VENV)/molecule test --scenario-name kernel
+
+# Opt-in: two qemu VMs (KVM when /dev/kvm opens, else software emulation) from a cached
+# debootstrap image; the agent on both; a Service on VM-1 reaching VM-2 (molecule/vm).
+test-vm: bootstrap
+	timeout 5400 $(VENV)/molecule test --scenario-name vm
 
 # Opt-in: headless chromium (installed if missing) screenshots a rendered report.html.
 test-browser:
