@@ -19,10 +19,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (qemu-utils)"),
-]
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def image_tools() -> None:
+    """qemu-img and isoinfo, as the role itself installs them (a fresh host has neither)."""
+    if shutil.which("qemu-img") is None or shutil.which("isoinfo") is None:
+        subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "qemu-utils", "genisoimage"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
 
 
 def run_role(tmp_path: Path, role: str, extra: dict[str, object]) -> subprocess.CompletedProcess:
