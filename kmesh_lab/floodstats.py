@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,14 +50,13 @@ def _median_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.median(b, axis=axis) - np.median(a, axis=axis)
 
 
-def difference_ci(a: Sequence[float], b: Sequence[float], seed: int = 0) -> tuple[float, float]:
-    """Bootstrap CI of median(b) - median(a)."""
-    if len(set(a)) == 1 and len(set(b)) == 1:
-        d = float(b[0] - a[0])
-        return d, d  # no spread at all: the interval is the difference itself
+def _bootstrap_ci(
+    a: Sequence[float], b: Sequence[float], statistic: Callable[..., np.ndarray], seed: int
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of statistic(a, b) (vectorized over resamples)."""
     res = stats.bootstrap(
         (np.asarray(a, float), np.asarray(b, float)),
-        _median_diff,
+        statistic,
         confidence_level=CONFIDENCE,
         n_resamples=RESAMPLES,
         method="percentile",
@@ -66,6 +65,14 @@ def difference_ci(a: Sequence[float], b: Sequence[float], seed: int = 0) -> tupl
     )
     low, high = res.confidence_interval
     return float(low), float(high)
+
+
+def difference_ci(a: Sequence[float], b: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """Bootstrap CI of median(b) - median(a)."""
+    if len(set(a)) == 1 and len(set(b)) == 1:
+        d = float(b[0] - a[0])
+        return d, d  # no spread at all: the interval is the difference itself
+    return _bootstrap_ci(a, b, _median_diff, seed)
 
 
 def compare(
@@ -134,26 +141,16 @@ def _iqr(values: list[float]) -> float:
     return float(q[1] - q[0])
 
 
+def _median_ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(b, axis=axis) / np.median(a, axis=axis)
+
+
 def ratio_ci(a: Sequence[float], b: Sequence[float], seed: int = 0) -> tuple[float, float]:
     """Bootstrap CI of median(b) / median(a) (e.g. a throughput ratio)."""
     if len(set(a)) == 1 and len(set(b)) == 1:
         r = float(b[0] / a[0])
         return r, r
-
-    def ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.median(y, axis=axis) / np.median(x, axis=axis)
-
-    res = stats.bootstrap(
-        (np.asarray(a, float), np.asarray(b, float)),
-        ratio,
-        confidence_level=CONFIDENCE,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-    )
-    low, high = res.confidence_interval
-    return float(low), float(high)
+    return _bootstrap_ci(a, b, _median_ratio, seed)
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
