@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -75,6 +76,18 @@ class Lab:
 
 def _sh(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
+
+
+def stop_process(proc: subprocess.Popen) -> int:
+    """SIGTERM an agent the test started (SIGKILL after 20 s); its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ import errno
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +32,14 @@ from kmesh_node import libbpf as lb
 from kmesh_node import structs as st
 from kmesh_node.datapath import Datapath, uninstall
 from kmesh_node.model import Endpoint, Frontend, LbPolicy, LbService
-from tests.integration.kmnode_lab import BPFFS_ROOT, CGROUP2_ROOT, _can_run, _remove_cgroup
+from tests.integration.kmnode_lab import (
+    BPFFS_ROOT,
+    CGROUP2_ROOT,
+    _can_run,
+    _remove_cgroup,
+    _sh,
+    stop_process,
+)
 from tests.integration.test_agent import manifest
 
 pytestmark = pytest.mark.root
@@ -77,10 +83,6 @@ class Pair:
         )
         stats = json.loads(out.stdout)[0]["stats64"]
         return int(stats["rx"]["bytes"]) + int(stats["tx"]["bytes"])
-
-
-def _sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
 
 
 @contextlib.contextmanager
@@ -382,13 +384,7 @@ class AgentProc:
         raise AssertionError(f"agent not ready: {info} {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 

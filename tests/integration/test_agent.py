@@ -27,7 +27,7 @@ import yaml
 
 from kmesh_node import libbpf as lb
 from kmesh_node.datapath import HOOKS, inspect
-from tests.integration.kmnode_lab import Lab, make_lab
+from tests.integration.kmnode_lab import Lab, make_lab, stop_process
 
 pytestmark = pytest.mark.root
 
@@ -135,15 +135,9 @@ class Agent:
         raise AssertionError(f"agent not ready: {info} {self.log()}")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def log(self) -> str:
         self._log.flush()
