@@ -20,7 +20,8 @@ A *block* is the planes measured together with one agent configuration: `base` (
 started: iptables vs kmesh_node) and `accel` (agent with --accelerate: iptables vs
 kmesh_node_accel). Within a block, every repetition measures every (rate, plane) once, the
 plane order rotated per repetition so that neither plane always runs first (A/B pairs,
-interleaved), then the new-connection throughput of every plane.
+interleaved), then the new-connection throughput of every plane: the TCP connection rate
+(connect + close) and the rate of short HTTP requests, one per connection.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ POSITIONS = ("middle", "last")
 # Connections to a server pod's IP (no service) with kube-proxy's hooks in and out: measures
 # what the hooks alone cost every new connection (the mechanism behind the A/B difference).
 MECHANISM_PLANES = ("pod_ip_unhooked", "pod_ip_hooked")
+# The new-connection throughput runs, each throughput_s long with throughput_connections:
+# connrate = TCP connect + close as fast as it goes (netperf's TCP_CC, tools/connrate.c),
+# throughput = one short HTTP request per connection (the load wrapper, keepalive off).
+THROUGHPUT_KINDS = ("connrate", "throughput")
 
 
 class PlanError(ValueError):
@@ -57,8 +62,8 @@ class Stage:
     keepalive: tuple[bool, ...]  # connection reuse of the latency runs
     repetitions: int
     duration_s: int  # of one latency run
-    throughput_s: int  # of one throughput run (0 = none)
-    throughput_connections: int
+    throughput_s: int  # of one connrate run and one throughput run (0 = none)
+    throughput_connections: int  # concurrent connections (connrate: worker processes)
     blocks: tuple[str, ...] = ("base",)
     first_index: int = 60000  # service index of flood-00000 (its VIP follows)
     target_position: str = "middle"  # where the targets sort in KUBE-SERVICES: middle | last
@@ -85,7 +90,7 @@ class Run:
     order: int  # position within its repetition (0-based)
     rate: int | None = None
     keepalive: bool = False
-    kind: str = "latency"  # "latency" | "throughput" | "connect"
+    kind: str = "latency"  # "latency" | "connrate" | "throughput" | "connect"
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -108,7 +113,7 @@ def scenario_name(
 ) -> str:
     """`<stage>.<block>.<plane>.throughput` or `<stage>.<block>.<plane>.rps=R.ka=on|off`:
     the iptables plane is measured in each block, beside the plane it is paired with."""
-    if kind in ("throughput", "connect"):
+    if kind in (*THROUGHPUT_KINDS, "connect"):
         return f"{stage}.{block}.{plane}.{kind}"
     return f"{stage}.{block}.{plane}.rps={rate}.ka={'on' if keepalive else 'off'}"
 
@@ -205,8 +210,9 @@ def schedule(stage: Stage, block: str) -> list[list[Run]]:
                     runs.append(Run(stage.name, block, plane, rep, len(runs), rate, keepalive))
         if stage.throughput_s > 0:
             extra = MECHANISM_PLANES if block == "base" else ()
-            for plane in rotate([*planes, *extra], rep - 1):
-                runs.append(Run(stage.name, block, plane, rep, len(runs), kind="throughput"))
+            for kind in THROUGHPUT_KINDS:
+                for plane in rotate([*planes, *extra], rep - 1):
+                    runs.append(Run(stage.name, block, plane, rep, len(runs), kind=kind))
         if stage.connects > 0:
             extra = MECHANISM_PLANES if block == "base" else ()
             for plane in rotate([*planes, *extra], rep - 1):

@@ -46,9 +46,11 @@ def test_schedule_interleaves_and_rotates_the_planes() -> None:
         assert (a.rate, a.keepalive) == (b.rate, b.keepalive)
         assert {a.plane, b.plane} == {"iptables", "kmesh_node"}
     assert first[0].plane == "iptables" and second[0].plane == "kmesh_node"
-    # throughput of both planes plus the mechanism check (pod IP hooked / unhooked)
+    # throughput of both planes plus the mechanism check (pod IP hooked / unhooked): the TCP
+    # connection rate and the short HTTP requests, every plane once each
     tput = {r.plane for r in first if r.kind == "throughput"}
     assert tput == {"iptables", "kmesh_node", "pod_ip_hooked", "pod_ip_unhooked"}
+    assert {r.plane for r in first if r.kind == "connrate"} == tput
     # timed connects (first-packet round trip) of the same four
     assert {r.plane for r in first if r.kind == "connect"} == tput
     assert [r.order for r in first] == list(range(len(first)))
@@ -76,6 +78,7 @@ def test_scenarios_and_targets() -> None:
     scen = floodplan.scenarios(st)
     assert scen[0] == "svc.setup" and "svc.base.iptables.rps=200.ka=on" in scen
     assert "svc.accel.kmesh_node_accel.throughput" in scen
+    assert "svc.base.iptables.connrate" in scen
     assert "svc.base.pod_ip_hooked.connect" in scen
 
 
