@@ -1,7 +1,5 @@
 """The new-connection rate generator (tools/connrate.c): build it, run it, read its JSON.
 
-    python -m kmesh_lab.connrate build --dest DIR     prints the binary's path
-
 tools/connrate.c is netperf's TCP_CC (connect + close, no data) as a small C program:
 netperf is non-free in Debian, and a Python loop's own cost per connection would dilute
 what the data planes add to it. It is built on first use with the host's gcc
@@ -10,12 +8,10 @@ what the data planes add to it. It is built on first use with the host's gcc
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +64,3 @@ def parse(text: str) -> dict[str, Any]:
     if missing:
         raise ConnrateError(f"connrate's result lacks {missing}: {text[-300:]!r}")
     return data
-
-
-def main(argv_: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kmesh_lab.connrate", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="compile tools/connrate.c into DIR (when needed)")
-    b.add_argument("--dest", type=Path, required=True)
-    args = parser.parse_args(argv_)
-    try:
-        print(build(args.dest))
-    except ConnrateError as exc:
-        print(f"connrate: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

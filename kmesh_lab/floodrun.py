@@ -15,12 +15,13 @@ rep: one repetition of a block: every run of kmesh_lab.floodplan.schedule in ord
 each run the plane is set (hooks on for iptables, off for the kmesh planes; read back from
 the kernel) and the node's conntrack table is flushed (a direct connection and an earlier
 DNAT'ed one with the same ports would clash there). The load is tools/fortio.sh in the client
-pod; the node's CPU is sampled from /proc/stat every 0.5 s (its maximum is the thesis' "max
-node CPU"). Runs already recorded for this repetition are skipped (resume).
+pod, or tools/connrate.c for the connection rate (kmesh_lab.connrate); the node's CPU is
+sampled from /proc/stat every 0.5 s (its maximum is the thesis' "max node CPU"). Runs
+already recorded for this repetition are skipped (resume).
 
 compare: per rate, the A/B verdict (kmesh_lab.floodstats) on per-repetition p50 latency and
-max node CPU; per stage, the new-connection throughput ratio kmesh / iptables against the
-target (4x) -- recorded, never asserted here.
+max node CPU; per block, the new-connection rate's ratio kmesh / iptables against the target
+(4x) -- recorded, never asserted here -- and the HTTP-request throughput's ratio beside it.
 """
 
 from __future__ import annotations
@@ -303,14 +304,6 @@ def measure(args: argparse.Namespace, stage: floodplan.Stage, run: dict[str, Any
         url = f"http://{target['vip']}:{target['port']}/"
     if run["kind"] == "connect":
         return _connects(args, stage, run, state, url, hooks, agent)
-    if run["kind"] == "throughput":
-        seconds = stage.throughput_s
-        load = ["-c", str(stage.throughput_connections), "-qps", "0", "-keepalive=false"]
-    else:
-        seconds = stage.duration_s
-        load = ["-c", str(args.connections), "-qps", str(run["rate"])]
-        load.append(f"-keepalive={'true' if run['keepalive'] else 'false'}")
-    load += ["-t", f"{seconds}s", "-timeout", args.timeout, "-p", PERCENTILES]
     flush_conntrack(node_ns)
     usec0 = lab_cpu_usec(state)
     t0 = time.monotonic()
@@ -318,7 +311,7 @@ def measure(args: argparse.Namespace, stage: floodplan.Stage, run: dict[str, Any
         if run["kind"] == "connrate":
             sample = run_connrate(args, stage, _host_port(url))
         else:
-            sample = run_load(args.state_dir, args.client, url, load, seconds + 60).to_sample()
+            sample = run_http(args, stage, run, url)
     wall = time.monotonic() - t0
     lab_cpu = (lab_cpu_usec(state) - usec0) / 1e6
     sample.update(
@@ -341,6 +334,20 @@ def measure(args: argparse.Namespace, stage: floodplan.Stage, run: dict[str, Any
         seconds = sample["duration_s"]
         sample["connections_per_s"] = sample["ok"] / seconds if seconds else 0.0
     return {k: v for k, v in sample.items() if v is not None}
+
+
+def run_http(args: argparse.Namespace, stage: floodplan.Stage, run: dict, url: str) -> dict:
+    """The load wrapper from the client pod: a latency run at its rate, or as fast as it goes
+    with one request per connection (a throughput run)."""
+    if run["kind"] == "throughput":
+        seconds = stage.throughput_s
+        load = ["-c", str(stage.throughput_connections), "-qps", "0", "-keepalive=false"]
+    else:
+        seconds = stage.duration_s
+        load = ["-c", str(args.connections), "-qps", str(run["rate"])]
+        load.append(f"-keepalive={'true' if run['keepalive'] else 'false'}")
+    load += ["-t", f"{seconds}s", "-timeout", args.timeout, "-p", PERCENTILES]
+    return run_load(args.state_dir, args.client, url, load, seconds + 60).to_sample()
 
 
 def _host_port(url: str) -> str:
