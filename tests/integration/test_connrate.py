@@ -96,9 +96,12 @@ def test_counts_what_the_kernel_saw(binary: Path, listener: str) -> None:
     assert out["connections"] > 100
     assert 1.0 <= out["duration_s"] < 3.0
     assert out["connections_per_s"] == pytest.approx(out["connections"] / out["duration_s"])
-    # every connect() is one active open and one passive open on the listener's side
+    # every connect() is one active open; the listener's side counts a passive open when the
+    # handshake's last ACK arrives, which a full accept queue drops (the client's connect()
+    # has returned by then): nearly all, never more
     assert after["ActiveOpens"] - before["ActiveOpens"] == out["connections"]
-    assert after["PassiveOpens"] - before["PassiveOpens"] == out["connections"]
+    passive = after["PassiveOpens"] - before["PassiveOpens"]
+    assert 0.99 * out["connections"] <= passive <= out["connections"]
     # SO_LINGER 0: the generator's close is a RST, so it leaves no TIME_WAIT behind
     assert after["OutRsts"] - before["OutRsts"] >= out["connections"]
 
