@@ -150,15 +150,82 @@ def smoke_vip(run: Run, _pub: Published) -> str | None:
     )
 
 
+def flood_throughput(run: Run, _pub: Published) -> str | None:
+    """The flood's new-connection rate kmesh / iptables-nft per stage against its target,
+    with the short HTTP requests' ratio beside it (kmesh_lab.floodrun compare)."""
+    by_stage: dict[str, list[str]] = {}
+    lead: dict[str, str] = {}
+    ratios = [r for r in run.records("suite_flood") if ".throughput_ratio." in r["scenario"]]
+    # kmesh_node before kmesh_node_accel
+    for rec in sorted(ratios, key=lambda r: (r["params"]["stage"], r["params"]["b"])):
+        s, params = rec["samples"][0], rec["params"]
+        http = run.record(
+            "suite_flood", rec["scenario"].replace(".throughput_ratio.", ".http_throughput_ratio.")
+        )
+        met = "met" if s["meets_target"] else "NOT met"
+        text = (
+            f"{params['b']} {s['ratio']:.2f}x (95% CI {s['ratio_ci_low']:.2f}-"
+            f"{s['ratio_ci_high']:.2f}x; target {s['target_ratio']:g}x {met}"
+        )
+        if http is not None:
+            text += f"; short HTTP requests {http['samples'][0]['ratio']:.2f}x"
+        stage = params["stage"]
+        by_stage.setdefault(stage, []).append(text + ")")
+        setup = run.record("suite_flood", f"{stage}.setup") or {"params": {}}
+        lead[stage] = (
+            f"Flood stage {stage}, {params['services']:,} services ({s['iptables_entries']:,} "
+            "iptables entries counted in the kernel): new-connection rate (TCP connect + "
+            f"close) against iptables-{setup['params'].get('backend', 'nft')} kube-proxy rules"
+        )
+    if not by_stage:
+        return None
+    return " ".join(f"{lead[st]}: {', '.join(parts)}." for st, parts in by_stage.items())
+
+
+def flood_verdicts(run: Run, _pub: Published) -> str | None:
+    """Per stage (base block), at which rates kmesh_node's p50 latency and the lab pods'
+    CPU differ from iptables beyond the noise: the question seed 003 left open."""
+    what = {"p50_ms": "p50 latency", "lab_pods_cpu_pct_node": "the lab pods' CPU"}
+    compared = [
+        r
+        for r in run.records("suite_flood")
+        if ".compare." in r["scenario"]
+        and r["params"].get("block") == "base"
+        and r["params"].get("metric") in what
+    ]
+    if not compared:
+        return None
+    compared.sort(key=lambda r: (r["params"]["stage"], r["params"]["metric"], r["params"]["rps"]))
+    found: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for rec in compared:
+        params, s = rec["params"], rec["samples"][0]
+        rate = f"{params['rps']} rps" + (" keepalive" if params.get("keepalive") else "")
+        side = "within the noise"
+        if s["exceeds_noise"]:
+            side = "lower" if s["median_b"] < s["median_a"] else "higher"
+        found.setdefault((params["stage"], params["metric"]), {}).setdefault(side, []).append(rate)
+    pairs = {r["params"]["stage"]: r["samples"][0]["n_a"] for r in compared}
+    parts = [
+        f"{what[metric]} ({stage}, {pairs[stage]} pairs per rate) "
+        + "; ".join(f"{side} at {', '.join(rates)}" for side, rates in sides.items())
+        for (stage, metric), sides in found.items()
+    ]
+    return (
+        "Flood A/B, kmesh_node against iptables in interleaved pairs (Mann-Whitney U and a "
+        "bootstrap CI must both separate them to exceed the noise): " + "; ".join(parts) + "."
+    )
+
+
 FINDINGS: tuple[Callable[[Run, Published], str | None], ...] = (
     pod_limit,
     ebpf_sweep,
     stress,
     memory_growth,
     smoke_vip,
+    flood_throughput,
+    flood_verdicts,
 )
 
 
 def findings(run: Run, pub: Published) -> list[str]:
-    out = [text for f in FINDINGS if (text := f(run, pub))]
-    return out[:6]
+    return [text for f in FINDINGS if (text := f(run, pub))]

@@ -232,3 +232,48 @@ def test_differs_names_what_the_lab_can_state(pub: published.Published) -> None:
     assert f"node size: {cores} cores here vs 8" in row.why
     assert f"load tool: {env['tools']['load_generator']} here vs fortio" in row.why
     assert f"kernel: {env['kernel']['release']} here vs 5.10" in row.why
+
+
+def _flood_records() -> list[dict]:
+    """A flood stage's setup, ratio and A/B records as kmesh_lab.floodrun compare writes them."""
+    env = {"host": "test"}
+
+    def rec(scenario: str, params: dict, sample: dict) -> dict:
+        return results.make_record("suite_flood", scenario, params, [sample], ["flood.setup"], env)
+
+    out = [rec("svc.setup", {"stage": "svc", "services": 10000, "backend": "nft"}, {"pods": 50})]
+    for b, ratio, http, met in (
+        ("kmesh_node", 5.18, 3.31, True),
+        ("kmesh_node_accel", 3.9, 3.6, False),
+    ):
+        params = {"stage": "svc", "a": "iptables", "b": b, "services": 10000}
+        low, high = ratio - 0.5, ratio + 0.5
+        sample = {"ratio": ratio, "ratio_ci_low": low, "ratio_ci_high": high}
+        sample.update({"target_ratio": 4.0, "meets_target": met, "iptables_entries": 70055})
+        out.append(rec(f"svc.throughput_ratio.{b}_vs_iptables", params, sample))
+        out.append(rec(f"svc.http_throughput_ratio.{b}_vs_iptables", params, {"ratio": http}))
+    for rps, exceeds, mb in ((1500, True, 0.05), (200, False, 0.1), (1000, True, 0.2)):
+        params = {"stage": "svc", "block": "base", "rps": rps, "keepalive": False}
+        params["metric"] = "p50_ms"
+        sample = {"exceeds_noise": exceeds, "median_a": 0.1, "median_b": mb, "n_a": 5}
+        out.append(
+            rec(f"svc.compare.kmesh_node_vs_iptables.rps={rps}.ka=off.p50_ms", params, sample)
+        )
+    return out
+
+
+def test_flood_findings_state_the_ratio_target_and_verdicts(tmp_path: Path) -> None:
+    run_dir = copy_run(tmp_path)
+    results.write_records(run_dir, "suite_flood", _flood_records())
+    render.render(run_dir)
+    md = (run_dir / "report.md").read_text()
+    findings = md.split("## Findings", 1)[1].split("##", 1)[0]
+    assert "10,000 services (70,055 iptables entries counted in the kernel)" in findings
+    assert "against iptables-nft kube-proxy rules" in findings
+    assert "kmesh_node 5.18x (95% CI 4.68-5.68x; target 4x met; short HTTP requests 3.31x)" in (
+        findings
+    )
+    assert "kmesh_node_accel 3.90x (95% CI 3.40-4.40x; target 4x NOT met" in findings
+    # in the order of the rates, each rate under what the test said of it
+    said = "p50 latency (svc, 5 pairs per rate) within the noise at 200 rps; higher at 1000 rps; "
+    assert said + "lower at 1500 rps." in findings
