@@ -60,6 +60,7 @@ def start(
     cmd = [sys.executable, "-m", "kmesh_lab.podexec", pod, "--", *argv] if pod else argv
     env = {**os.environ, "KMESH_LAB_STATE": str(state_dir)}
     with open(log, "ab") as out:
+        logged_before = out.tell()
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env
         )
@@ -71,7 +72,11 @@ def start(
     deadline = started + timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with status {proc.returncode} at start; see {log}")
+            said = _tail(log, logged_before)
+            raise RuntimeError(
+                f"{name} exited with status {proc.returncode} at start; see {log}"
+                + (f"; it said: {said}" if said else "")
+            )
         settled = time.monotonic() - started >= SETTLE_S
         if settled and (ready_port is None or _listening(probe)):
             return True
@@ -80,6 +85,15 @@ def start(
                 f"{name} did not listen on port {ready_port} within {timeout:.0f} s; see {log}"
             )
         time.sleep(0.05)
+
+
+def _tail(log: Path, offset: int, limit: int = 600) -> str:
+    """The end of what this start wrote to the log (the why of a failed start: the caller's
+    error is often all that survives, e.g. in CI after the teardown removed the logs)."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    return " ".join(text.split())[-limit:]
 
 
 def _listen_probe(pod: str | None, port: int, state_dir: Path) -> list[str]:

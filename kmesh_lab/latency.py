@@ -9,23 +9,23 @@
 LAB-OPTIONS are kmesh_lab.dataplane's (--state-dir --services-dir --agent-dir --prefix
 --bpffs --metrics [--sync-timeout]); RECORD-OPTIONS: --run-dir --suite --repetitions --lab.
 
-`prepare` writes the suite's services (N services from index I, K endpoints each on the
-lab's server pods) into the suite's OWN directory (--services-dir, never watched by the
-agent), tunes the client pod for many short connections (tcp_tw_reuse=1 and a wide
-ip_local_port_range in its namespace; the old values are kept to be put back) and says
-which planes lack a prerequisite (dataplane.prerequisite_missing): with --on-missing fail
-it stops before anything is measured (exit 3, naming what is missing and the fix), with
-skip it records `missing.<plane>` (no samples, params.missing = the reason) and leaves the
-plane out of the planes it prints. It also withdraws suite files an interrupted run left in
-the agent's directory and prints the agent's own service count (the cleanup's baseline).
-`block` (one block of kmesh_lab.latencyplan) puts the lab
-into the block's plane (kmesh_lab.dataplane.select) and runs its loads from the client pod
-through tools/fortio.sh against the first service (its VIP, or for pod_ip its endpoint),
-recording each as soon as it is measured; a scenario that already has this repetition (a
-resumed run) is skipped, and a block with nothing left does not switch the plane.
-`cleanup` puts the lab back: no suite service served by anything (dataplane.reset: rules
-removed, sidecars stopped, acceleration off, files out of the agent's directory), the
-client's sysctls as they were, the suite's directory removed.
+`prepare` writes the suite's services (N services from index I, K endpoints each on the lab's
+server pods) into the suite's OWN directory (--services-dir, never watched by the agent),
+tunes the client pod for many short connections (tcp_tw_reuse=1 and a wide ip_local_port_range
+with the sidecar ports reserved, in its namespace; the old values are kept to be put back) and
+says which planes lack a prerequisite (dataplane.prerequisite_missing): with --on-missing fail
+it stops before anything is measured (exit 3, naming what is missing and the fix), with skip
+it records `missing.<plane>` (no samples, params.missing = the reason) and leaves the plane
+out of the planes it prints. It also withdraws suite files an interrupted run left in the
+agent's directory and prints the agent's own service count (the cleanup's baseline). `block`
+(one block of kmesh_lab.latencyplan) puts the lab into the block's plane
+(kmesh_lab.dataplane.select) and runs its loads from the client pod through tools/fortio.sh
+against the first service (its VIP, or for pod_ip its endpoint), recording each as soon as it
+is measured; a scenario that already has this repetition (a resumed run) is skipped, and a
+block with nothing left does not switch the plane. `cleanup` puts the lab back: no suite
+service served by anything (dataplane.reset: rules removed, sidecars stopped, acceleration
+off, files out of the agent's directory), the client's sysctls as they were, the suite's
+directory removed.
 
 Figures of one load (windows of wall time W on a node of N CPUs):
     p50_ms, p90_ms, p99_ms, qps, errors   the load generator's (kmesh_lab.loadgen)
@@ -61,6 +61,9 @@ PERCENTILES = "50,90,99,99.9"
 TUNING = {  # many short connections to one VIP from one pod (ANCHORS.md)
     "net.ipv4.tcp_tw_reuse": "1",
     "net.ipv4.ip_local_port_range": "1024 65535",
+    # ...but never the sidecar's listening ports (Istio's 15000-15090): a TIME_WAIT socket a
+    # block left on 15001 made the next sidecar block's HAProxy fail to bind
+    "net.ipv4.ip_local_reserved_ports": "15000-15090",
 }
 TUNING_FILE = "client_tuning.json"  # beside --services-dir: the values before the suite
 WARMUP_S = 0.5  # CPU loads: the window starts after the load generator is up

@@ -51,3 +51,13 @@ def test_a_reused_pid_is_not_ours(state: Path) -> None:
 def test_a_command_that_dies_at_start_is_reported(state: Path) -> None:
     with pytest.raises(RuntimeError, match="exited with status"):
         daemon.start(state, "a", ["sh", "-c", "exit 3"], timeout=5)
+
+
+def test_the_error_quotes_what_this_start_logged(state: Path) -> None:
+    die = ["sh", "-c", "echo 'cannot bind socket' >&2; exit 1"]
+    with pytest.raises(RuntimeError, match=r"status 1 at start.*it said: cannot bind socket$"):
+        daemon.start(state, "b", die, timeout=5)
+    # a second failure quotes only its own output, not the earlier start's (same log file)
+    with pytest.raises(RuntimeError) as err:
+        daemon.start(state, "b", ["sh", "-c", "echo 'config error'; exit 1"], timeout=5)
+    assert str(err.value).endswith("it said: config error") and "bind" not in str(err.value)

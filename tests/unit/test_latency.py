@@ -162,3 +162,16 @@ def test_block_with_nothing_left_does_not_touch_the_lab(
     args = argparse.Namespace(block=json.dumps(block), run_dir=tmp_path, suite="suite_latency")
     out = latency.do_block(args)
     assert out["measured"] == 0 and out["already"] == 1
+
+
+def test_the_widened_port_range_never_hands_out_the_sidecar_ports() -> None:
+    """The client pod's ephemeral range is widened to 1024-65535 for short connections; a
+    TIME_WAIT socket left on 15001 by one block made the next block's HAProxy fail to bind
+    (CI, 2026-11-23). Istio's proxy ports stay reserved while the range is wide."""
+    from kmesh_lab.sidecar.haproxy import Settings
+
+    low, high = map(int, latency.TUNING["net.ipv4.ip_local_port_range"].split())
+    first, last = map(int, latency.TUNING["net.ipv4.ip_local_reserved_ports"].split("-"))
+    proxy = Settings()
+    for port in (proxy.outbound_port, proxy.inbound_port, proxy.stats_port, 15008, 15020):
+        assert low <= port <= high and first <= port <= last, port
