@@ -330,9 +330,6 @@ def measure(args: argparse.Namespace, stage: floodplan.Stage, run: dict[str, Any
             **agent,
         }
     )
-    if run["kind"] == "throughput":
-        seconds = sample["duration_s"]
-        sample["connections_per_s"] = sample["ok"] / seconds if seconds else 0.0
     return {k: v for k, v in sample.items() if v is not None}
 
 
@@ -347,7 +344,11 @@ def run_http(args: argparse.Namespace, stage: floodplan.Stage, run: dict, url: s
         load = ["-c", str(args.connections), "-qps", str(run["rate"])]
         load.append(f"-keepalive={'true' if run['keepalive'] else 'false'}")
     load += ["-t", f"{seconds}s", "-timeout", args.timeout, "-p", PERCENTILES]
-    return run_load(args.state_dir, args.client, url, load, seconds + 60).to_sample()
+    result = run_load(args.state_dir, args.client, url, load, seconds + 60)
+    sample = result.to_sample()
+    if run["kind"] == "throughput":  # one request per connection: requests = connections
+        sample["connections_per_s"] = result.ok / result.duration_s if result.duration_s else 0.0
+    return sample
 
 
 def _host_port(url: str) -> str:

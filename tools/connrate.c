@@ -129,8 +129,11 @@ int main(int argc, char **argv)
 	deadline = start;
 	deadline.tv_sec += seconds;
 	int results[2];
-	if (pipe(results) != 0)
-		return usage("cannot make a pipe for the workers' counts");
+	if (pipe(results) != 0) {
+		fprintf(stderr, "connrate: cannot make a pipe for the workers' counts: %s\n",
+			strerror(errno));
+		return 1;
+	}
 	for (long i = 0; i < count; i++) {
 		pid_t pid = fork();
 

@@ -171,12 +171,14 @@ def flood_throughput(run: Run, _pub: Published) -> str | None:
             text += f"; short HTTP requests {http['samples'][0]['ratio']:.2f}x"
         stage = params["stage"]
         by_stage.setdefault(stage, []).append(text + ")")
-        setup = run.record("suite_flood", f"{stage}.setup") or {"params": {}}
-        lead[stage] = (
-            f"Flood stage {stage}, {params['services']:,} services ({s['iptables_entries']:,} "
-            "iptables entries counted in the kernel): new-connection rate (TCP connect + "
-            f"close) against iptables-{setup['params'].get('backend', 'nft')} kube-proxy rules"
-        )
+        if stage not in lead:
+            setup = run.record("suite_flood", f"{stage}.setup") or {"params": {}}
+            lead[stage] = (
+                f"Flood stage {stage}, {params['services']:,} services "
+                f"({s['iptables_entries']:,} iptables entries counted in the kernel): "
+                "new-connection rate (TCP connect + close) against "
+                f"iptables-{setup['params'].get('backend', 'nft')} kube-proxy rules"
+            )
     if not by_stage:
         return None
     return " ".join(f"{lead[st]}: {', '.join(parts)}." for st, parts in by_stage.items())
